@@ -1,0 +1,15 @@
+# One image for web, worker, beat and flower (docker-compose.yml picks the command).
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_DEBUG=0
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm curl \
+    && rm -rf /var/lib/apt/lists/*
+RUN useradd --create-home --uid 10001 agentsite
+WORKDIR /app
+COPY requirements.txt package.json package-lock.json ./
+RUN pip install --no-cache-dir -r requirements.txt && npm ci --no-audit --no-fund
+COPY . .
+RUN DJANGO_SECRET_KEY=build-only DJANGO_ALLOWED_HOSTS=localhost \
+    python manage.py collectstatic --noinput --verbosity 0 \
+    && mkdir -p var/workspaces && chown -R agentsite:agentsite var
+USER agentsite
+EXPOSE 8000 5555

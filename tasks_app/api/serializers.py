@@ -1,0 +1,149 @@
+"""Small input and output serializers of the REST API."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from tasks_app.models import AgentSession, Task, TaskEvent
+
+MAX_DB_ID = 2**63 - 1
+BUDGET_STEP = Decimal("0.0001")
+
+
+class CleanTextField(serializers.CharField):
+    """Text that PostgreSQL and UTF-8 can store: no NUL, no lone surrogates."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
+        value = super().to_internal_value(data)
+        if "\x00" in value:
+            raise serializers.ValidationError("Must not contain NUL characters.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise serializers.ValidationError("Must be valid Unicode text.") from exc
+        return value
+
+
+class TaskCreateInput(serializers.Serializer):
+    # Size is checked in bytes by the service (413), so no max_length here.
+    prompt = CleanTextField(trim_whitespace=False)
+    session = serializers.IntegerField(required=False, min_value=1, max_value=MAX_DB_ID)
+    priority = serializers.IntegerField(required=False, default=0, min_value=-10, max_value=10)
+    max_turns = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    # Any number is accepted and rounded to 1/100 cent, rather than refusing 0.123456.
+    max_budget_usd = serializers.DecimalField(
+        required=False,
+        max_digits=None,
+        decimal_places=None,
+        min_value=Decimal("0.0001"),
+        max_value=Decimal("10000"),
+        coerce_to_string=False,
+    )
+    timeout_s = serializers.IntegerField(required=False, min_value=10)
+
+    def validate_prompt(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("This field may not be blank.")
+        return value
+
+    def validate_max_budget_usd(self, value: Decimal) -> Decimal:
+        return max(value.quantize(BUDGET_STEP, rounding=ROUND_HALF_UP), BUDGET_STEP)
+
+    def validate_timeout_s(self, value: int) -> int:
+        if value > settings.AGENT_TASK_TIMEOUT_S:
+            raise serializers.ValidationError(
+                f"Ensure this value is less than or equal to {settings.AGENT_TASK_TIMEOUT_S}."
+            )
+        return value
+
+
+class TaskOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "session",
+            "prompt",
+            "source",
+            "status",
+            "priority",
+            "attempts",
+            "max_attempts",
+            "timeout_s",
+            "max_turns",
+            "max_budget_usd",
+            "created",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "worker",
+            "exit_code",
+            "result_text",
+            "error",
+            "cost_usd",
+            "input_tokens",
+            "output_tokens",
+            "num_turns",
+            "duration_ms",
+            "cancel_requested_at",
+            "retry_of",
+        ]
+        read_only_fields = fields
+
+
+class TaskPageOutput(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = TaskOutput(many=True)
+
+
+class EventsQueryInput(serializers.Serializer):
+    after = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**31)
+    limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=1000)
+
+
+class EventOutput(serializers.ModelSerializer):
+    payload = serializers.JSONField()
+
+    class Meta:
+        model = TaskEvent
+        fields = ["seq", "attempt", "kind", "payload", "created"]
+        read_only_fields = fields
+
+
+class EventsPageOutput(serializers.Serializer):
+    results = EventOutput(many=True)
+    next_after = serializers.IntegerField()
+
+
+class SessionCreateInput(serializers.Serializer):
+    title = CleanTextField(required=False, allow_blank=True, max_length=200, default="")
+
+
+class SessionOutput(serializers.ModelSerializer):
+    resumable = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AgentSession
+        fields = ["id", "title", "source", "created", "updated", "resumable"]
+        read_only_fields = fields
+
+    def get_resumable(self, session: AgentSession) -> bool:
+        """Whether a new task in this session continues an earlier conversation."""
+        return bool(session.cli_session_id)
+
+
+class SessionPageOutput(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = SessionOutput(many=True)
+
+
+class ErrorOutput(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,215 @@
+"""Agentsite's data: sessions, tasks and their events, GitHub deliveries, API tokens."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Source(models.TextChoices):
+    WEB = "web", "Web"
+    API = "api", "API"
+    GITHUB = "github", "GitHub"
+
+
+class TaskStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    TIMED_OUT = "timed_out", "Timed out"
+    CANCELLED = "cancelled", "Cancelled"
+    DEAD_LETTER = "dead_letter", "Dead letter"
+
+    @classmethod
+    def terminal(cls) -> frozenset[TaskStatus]:
+        return frozenset({cls.SUCCEEDED, cls.FAILED, cls.TIMED_OUT, cls.CANCELLED, cls.DEAD_LETTER})
+
+    @classmethod
+    def retryable(cls) -> frozenset[TaskStatus]:
+        """Statuses from which a user may start a new attempt as a new task."""
+        return frozenset({cls.FAILED, cls.TIMED_OUT, cls.CANCELLED, cls.DEAD_LETTER})
+
+
+class AgentSession(models.Model):
+    """One conversation with the agent: its workspace and the CLI's own session id."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_sessions"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.WEB)
+    workspace = models.CharField(max_length=500, blank=True)
+    cli_session_id = models.CharField(max_length=64, blank=True)
+    # The CLI's transcript travels with the session so --resume works on any worker.
+    transcript = models.BinaryField(blank=True, default=b"", editable=False)
+    github_repository = models.ForeignKey(
+        "GitHubRepository", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    github_number = models.PositiveIntegerField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-created"], name="session_owner_created")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["github_repository", "github_number"],
+                condition=models.Q(github_repository__isnull=False),
+                name="one_session_per_github_thread",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Session {self.pk}"
+
+
+class Task(models.Model):
+    """One run request of the agent; its status only moves through services.lifecycle."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_tasks"
+    )
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="tasks")
+    prompt = models.TextField()
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
+    priority = models.SmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField()
+    timeout_s = models.PositiveIntegerField()
+    max_turns = models.PositiveIntegerField(null=True, blank=True)
+    max_budget_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # A retry waits for its backoff; the claim query skips tasks not yet due.
+    run_after = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    pid = models.IntegerField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    result_text = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    num_turns = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    # Highest event seq handed out; bumped in the same transaction as the insert, so
+    # seqs stay gapless and unique even when two writers race.
+    last_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["owner", "status", "-created"], name="task_owner_status_created"),
+            models.Index(fields=["status", "-created"], name="task_status_created"),
+            models.Index(fields=["session", "-created"], name="task_session_created"),
+            models.Index(fields=["owner", "-created"], name="task_owner_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Task {self.pk} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TaskStatus.terminal()
+
+
+class TaskEvent(models.Model):
+    """One event of a task's stream, numbered 1, 2, 3 … per task without gaps."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    attempt = models.PositiveSmallIntegerField(default=0)
+    kind = models.CharField(max_length=32)
+    payload = models.JSONField(default=dict)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "seq"], name="task_event_seq_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id}#{self.seq} {self.kind}"
+
+
+class DeliveryOutcome(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    IGNORED = "ignored", "Ignored"
+    DUPLICATE = "duplicate", "Duplicate"
+    REJECTED = "rejected", "Rejected"
+    FAILED = "failed", "Failed"
+
+
+class GitHubRepository(models.Model):
+    full_name = models.CharField(max_length=200, unique=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="github_repositories"
+    )
+    enabled = models.BooleanField(default=True)
+    trigger = models.CharField(
+        max_length=64, blank=True, help_text="Overrides AGENT_GITHUB_TRIGGER for this repository."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "GitHub repository"
+        verbose_name_plural = "GitHub repositories"
+
+    def __str__(self) -> str:
+        return self.full_name
+
+
+class WebhookDelivery(models.Model):
+    delivery_id = models.CharField(max_length=100, unique=True)
+    event = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=64, blank=True)
+    repository = models.CharField(max_length=200, blank=True)
+    sender = models.CharField(max_length=100, blank=True)
+    outcome = models.CharField(max_length=16, choices=DeliveryOutcome.choices)
+    reason = models.CharField(max_length=200, blank=True)
+    payload = models.JSONField(null=True, blank=True)
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    ack_comment_id = models.BigIntegerField(null=True, blank=True)
+    received = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(fields=["outcome", "-received"], name="delivery_outcome_received"),
+            models.Index(fields=["repository", "-received"], name="delivery_repo_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} {self.event}.{self.action} {self.outcome}"
+
+
+class ApiToken(models.Model):
+    """A REST/WebSocket credential; only its SHA-256 digest is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, db_index=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

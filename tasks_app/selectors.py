@@ -1,0 +1,57 @@
+"""Reads used by the API, the dashboard, consumers and the admin."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
+
+from tasks_app.filters import TaskFilter
+from tasks_app.models import AgentSession, Task, TaskEvent
+
+MAX_DB_ID = 2**63 - 1
+
+
+def task_list(*, owner: AbstractBaseUser, filters: Mapping[str, Any]) -> QuerySet[Task]:
+    """The owner's tasks, newest first; raises ValidationError for bad filter values."""
+    queryset = Task.objects.filter(owner=owner).order_by("-created", "-id")
+    filterset = TaskFilter(data=filters, queryset=queryset)
+    if not filterset.is_valid():
+        raise ValidationError(filterset.errors)
+    return filterset.qs
+
+
+def task_get(*, owner: AbstractBaseUser, task_id: int) -> Task | None:
+    """The task if it exists and belongs to `owner`; None hides others' tasks."""
+    if not 0 < task_id <= MAX_DB_ID:
+        return None
+    return Task.objects.select_related("session").filter(pk=task_id, owner=owner).first()
+
+
+def task_events(*, task_id: int, after: int, limit: int) -> list[TaskEvent]:
+    return list(TaskEvent.objects.filter(task_id=task_id, seq__gt=after).order_by("seq")[:limit])
+
+
+def session_list(*, owner: AbstractBaseUser) -> QuerySet[AgentSession]:
+    return AgentSession.objects.filter(owner=owner).order_by("-created", "-id")
+
+
+def session_get(*, owner: AbstractBaseUser, session_id: int) -> AgentSession | None:
+    if not 0 < session_id <= MAX_DB_ID:
+        return None
+    return AgentSession.objects.filter(pk=session_id, owner=owner).first()
+
+
+def user_spent_today(*, owner: AbstractBaseUser) -> Decimal:
+    """USD spent by the owner's tasks that started today (UTC)."""
+    midnight = datetime.combine(timezone.now().date(), time.min, tzinfo=UTC)
+    total = Task.objects.filter(owner=owner, started_at__gte=midnight).aggregate(
+        total=Sum("cost_usd")
+    )["total"]
+    return total or Decimal("0")

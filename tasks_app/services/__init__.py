@@ -1,0 +1,1 @@
+"""Business logic: every state change of Agentsite goes through a function here."""

@@ -1,0 +1,42 @@
+"""Cancel requests travel through Redis (fast) with the database as the fallback.
+
+The API sets `cancel_requested_at` and a Redis flag; the worker running the task polls
+the flag every tick and the database column on every heartbeat, so a cancel still
+arrives when Redis lost the flag.
+"""
+
+from __future__ import annotations
+
+import structlog
+from redis.exceptions import RedisError
+
+from tasks_app.services.redis_store import get_redis
+
+log = structlog.get_logger(__name__)
+FLAG_TTL_S = 24 * 3600
+
+
+def _flag_key(task_id: int) -> str:
+    return f"agentsite:cancel:{task_id}"
+
+
+def request_stop(task_id: int) -> None:
+    try:
+        get_redis().set(_flag_key(task_id), "1", ex=FLAG_TTL_S)
+    except RedisError as exc:
+        log.warning("cancel_flag_not_set", task_id=task_id, error=str(exc))
+
+
+def stop_requested(task_id: int) -> bool:
+    try:
+        return bool(get_redis().exists(_flag_key(task_id)))
+    except RedisError as exc:
+        log.warning("cancel_flag_unreadable", task_id=task_id, error=str(exc))
+        return False
+
+
+def clear(task_id: int) -> None:
+    try:
+        get_redis().delete(_flag_key(task_id))
+    except RedisError as exc:
+        log.warning("cancel_flag_not_cleared", task_id=task_id, error=str(exc))

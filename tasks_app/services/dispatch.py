@@ -1,0 +1,22 @@
+"""Publishing wake-ups for the workers.
+
+A message says "there is work"; the database decides which task runs next (priority,
+age, per-user and per-session limits), so a lost, late or duplicated message can
+neither lose nor double a task. Beat's re-publisher covers messages lost with Redis.
+"""
+
+from __future__ import annotations
+
+from celery import current_app
+from django.db import transaction
+
+AGENT_QUEUE = "agent"
+RUN_NEXT_TASK = "tasks_app.run_next_agent_task"
+
+
+def publish_wakeup(*, countdown: float | None = None) -> None:
+    current_app.send_task(RUN_NEXT_TASK, queue=AGENT_QUEUE, countdown=countdown)
+
+
+def publish_wakeup_on_commit(*, countdown: float | None = None) -> None:
+    transaction.on_commit(lambda: publish_wakeup(countdown=countdown))

@@ -1,0 +1,89 @@
+"""The task status machine: every transition is one compare-and-set UPDATE.
+
+Two workers can never both run a task, and a late message can never move a finished
+task, because each UPDATE names the statuses it may leave and terminal statuses are
+never among them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from tasks_app.models import Task, TaskStatus
+from tasks_app.services.events import NewEvent, append_events
+
+S = TaskStatus
+ALLOWED: Mapping[TaskStatus, frozenset[TaskStatus]] = {
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset(
+        {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.QUEUED, S.DEAD_LETTER}
+    ),
+}
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def transition(
+    task: Task,
+    *,
+    to: TaskStatus,
+    from_statuses: Iterable[TaskStatus],
+    updates: Mapping[str, Any] | None = None,
+    guard: Q | None = None,
+    reason: str = "",
+) -> bool:
+    """Move `task` to `to` if it is still in one of `from_statuses` (and matches `guard`).
+
+    Returns whether this call won. On success a `status` event is stored in the same
+    transaction and `task` is refreshed from the database.
+    """
+    sources = frozenset(from_statuses)
+    for source in sources:
+        if to not in ALLOWED.get(source, frozenset()):
+            raise IllegalTransition(f"{source} → {to} is not a legal transition")
+    fields = dict(updates or {})
+    if to in TaskStatus.terminal():
+        fields.setdefault("finished_at", timezone.now())
+    with transaction.atomic():
+        won = (
+            Task.objects.filter(pk=task.pk, status__in=sources)
+            .filter(guard or Q())
+            .update(status=to, **fields)
+        )
+        if not won:
+            return False
+        task.refresh_from_db()
+        payload: dict[str, Any] = {"status": str(to)}
+        if reason:
+            payload["reason"] = reason
+        if task.error and to in TaskStatus.terminal():
+            payload["error"] = task.error
+        append_events(task, [NewEvent("status", payload)], attempt=task.attempts)
+    return True
+
+
+def claim_task(task: Task, *, worker: str, pid: int | None = None) -> bool:
+    """queued → running for one attempt; exactly one of any number of racers wins."""
+    now = timezone.now()
+    return transition(
+        task,
+        to=S.RUNNING,
+        from_statuses=[S.QUEUED],
+        guard=Q(run_after__isnull=True) | Q(run_after__lte=now),
+        updates={
+            "attempts": F("attempts") + 1,
+            "started_at": now,
+            "heartbeat_at": now,
+            "worker": worker,
+            "pid": pid,
+            "run_after": None,
+            "cancel_requested_at": None,
+        },
+    )

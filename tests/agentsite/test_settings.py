@@ -1,0 +1,41 @@
+import subprocess
+import sys
+
+from tests.live import ROOT
+
+PRODUCTION = {
+    "PATH": "/usr/bin:/bin",
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "x7Kq2" * 12,
+    "DJANGO_ALLOWED_HOSTS": "agents.example.com",
+    "DATABASE_URL": "sqlite:////tmp/agentsite-deploy-check.sqlite3",
+}
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_production_settings_pass_check_deploy_without_warnings():
+    done = manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout
+
+
+def test_production_without_secret_key_refuses_to_start():
+    env = {k: v for k, v in PRODUCTION.items() if k != "DJANGO_SECRET_KEY"}
+    done = manage("check", env=env)
+    assert done.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in done.stderr
+
+
+def test_development_defaults_work_with_no_variables():
+    done = manage("check", env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr

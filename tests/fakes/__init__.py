@@ -1,0 +1,1 @@
+"""Fake servers that tests run the real CLI and services against."""

@@ -1,0 +1,164 @@
+"""Starting and stopping real processes for integration tests, always by PID.
+
+Every process is started in its own session (process group) so that stopping it also
+stops whatever it spawned; `stop_process` escalates SIGTERM → SIGKILL and reaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> object:
+    """Poll `condition` until it returns something truthy; fail with `what` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    interval = 0.01
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.2)
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL naming the database pytest-django set up, for child processes."""
+    db = settings.DATABASES["default"]
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+    return f"postgres://{user}{password}@{host}/{db['NAME']}"
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "DJANGO_SETTINGS_MODULE": "agentsite.settings",
+        "DJANGO_DEBUG": "1",
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "INFO",
+    }
+    for name in ("AGENT_WORKSPACE_ROOT",):
+        env[name] = str(getattr(settings, name))
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class LiveProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_process(
+    name: str, argv: list[str], env: Mapping[str, str], log_dir: Path | None = None
+) -> LiveProcess:
+    log_dir = log_dir or ARTIFACTS / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}-{time.strftime('%H%M%S')}-{os.getpid()}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(  # noqa: S603
+            argv,
+            cwd=ROOT,
+            env=dict(env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return LiveProcess(name, process, log_path)
+
+
+def stop_process(live: LiveProcess, sig: int = signal.SIGTERM, grace_s: float = 15.0) -> int:
+    """Signal the process group, wait, then SIGKILL the group; always reaps."""
+    process = live.process
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    # Whatever is left of the group (the process or its children) goes now.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return process.wait()
+
+
+def http_ok(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1.0).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def asgi_server(env: Mapping[str, str], name: str = "web") -> Iterator[tuple[str, LiveProcess]]:
+    """The Procfile's web server (uvicorn) on a free port; yields its base URL."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "agentsite.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ws",
+        "websockets",
+        "--lifespan",
+        "off",
+    ]
+    live = start_process(name, argv, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: live.process.poll() is not None or http_ok(url + "/healthz"),
+            30,
+            f"{name} to answer /healthz",
+        )
+        if live.process.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{live.log()}")
+        yield url, live
+    finally:
+        stop_process(live)

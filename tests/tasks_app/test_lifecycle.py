@@ -1,0 +1,106 @@
+import threading
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+
+from tasks_app.models import Task, TaskStatus
+from tasks_app.services.lifecycle import IllegalTransition, claim_task, transition
+from tests.factories import make_task, make_user
+
+S = TaskStatus
+
+
+def race(workers: int, action: Callable[[int], bool]) -> list[bool]:
+    """Run `action(i)` in `workers` threads released at the same instant."""
+    barrier = threading.Barrier(workers)
+    results: list[bool] = [False] * workers
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = action(i)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_claims_on_one_task_have_exactly_one_winner():
+    owner = make_user("claimer")
+    for _ in range(10):
+        task = make_task(owner)
+        won = race(12, lambda i, pk=task.pk: claim_task(Task.objects.get(pk=pk), worker=f"w{i}"))
+        assert won.count(True) == 1
+        task.refresh_from_db()
+        assert task.status == S.RUNNING and task.attempts == 1
+        assert task.worker == f"w{won.index(True)}"
+        assert list(task.events.values_list("seq", flat=True)) == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_cancel_and_claim_leave_one_consistent_outcome():
+    owner = make_user("canceller")
+    for _ in range(10):
+        task = make_task(owner)
+
+        def act(i: int, pk: int = task.pk) -> bool:
+            fresh = Task.objects.get(pk=pk)
+            if i % 2:
+                return claim_task(fresh, worker="w")
+            return transition(fresh, to=S.CANCELLED, from_statuses=[S.QUEUED])
+
+        assert race(8, act).count(True) == 1
+        task.refresh_from_db()
+        assert task.status in {S.RUNNING, S.CANCELLED}
+        assert task.events.count() == 1
+
+
+@pytest.mark.parametrize("terminal", sorted(S.terminal()))
+def test_terminal_task_never_moves_again(user, terminal):
+    task = make_task(user, status=terminal)
+    assert not claim_task(task, worker="late")
+    for target, sources in [(S.CANCELLED, [S.QUEUED]), (S.SUCCEEDED, [S.RUNNING])]:
+        assert not transition(task, to=target, from_statuses=sources)
+    task.refresh_from_db()
+    assert task.status == terminal and task.events.count() == 0
+
+
+@pytest.mark.parametrize("terminal", sorted(S.terminal()))
+def test_transition_out_of_a_terminal_status_is_illegal(user, terminal):
+    task = make_task(user, status=terminal)
+    with pytest.raises(IllegalTransition):
+        transition(task, to=S.QUEUED, from_statuses=[terminal])
+
+
+def test_illegal_transition_queued_to_succeeded_is_refused(user):
+    with pytest.raises(IllegalTransition):
+        transition(make_task(user), to=S.SUCCEEDED, from_statuses=[S.QUEUED])
+
+
+def test_claim_respects_run_after_backoff(user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    task = make_task(user, run_after=timezone.now() + timedelta(minutes=5))
+    assert not claim_task(task, worker="early")
+    Task.objects.filter(pk=task.pk).update(run_after=timezone.now() - timedelta(seconds=1))
+    assert claim_task(task, worker="due")
+
+
+def test_successful_transition_stores_status_event_with_error(user):
+    task = make_task(user, status=S.RUNNING, attempts=2)
+    assert transition(
+        task, to=S.FAILED, from_statuses=[S.RUNNING], updates={"error": "The CLI crashed."}
+    )
+    event = task.events.get()
+    assert (event.kind, event.attempt) == ("status", 2)
+    assert event.payload == {"status": "failed", "error": "The CLI crashed."}
+    assert task.finished_at is not None
