@@ -1,0 +1,137 @@
+"""The descriptors one run watches: the child's three pipes, a wake-up pipe, its pidfd."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import threading
+from enum import StrEnum
+from typing import IO
+
+from cli_exec import _procctl
+
+# One read drains a default 64 KiB pipe with room to spare; bigger reads mean fewer wake-ups.
+_READ_SIZE = 256 * 1024
+_STDIN_CHUNK = 64 * 1024
+
+
+class Channel(StrEnum):
+    STDIN = "stdin"
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    WAKE = "wake"
+    EXIT = "exit"
+
+
+class PipeSet:
+    """Non-blocking I/O on a child's pipes, multiplexed by one selector."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stdin_data: bytes) -> None:
+        self._files: dict[Channel, IO[bytes]] = {}
+        self._open: dict[Channel, int] = {}
+        self._selector = selectors.DefaultSelector()
+        self._stdin_data = memoryview(stdin_data)
+        self._stdin_pos = 0
+        # Guards the wake pipe's write end, which request_stop uses from other threads.
+        self._lock = threading.Lock()
+        self._wake_w: int | None = None
+        stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
+        if stdin is None or stdout is None or stderr is None:
+            raise RuntimeError("the CLI was started without its three pipes")
+        self._files = {Channel.STDIN: stdin, Channel.STDOUT: stdout, Channel.STDERR: stderr}
+        self._watch(Channel.STDOUT, stdout.fileno(), selectors.EVENT_READ)
+        self._watch(Channel.STDERR, stderr.fileno(), selectors.EVENT_READ)
+        if stdin_data:
+            self._watch(Channel.STDIN, stdin.fileno(), selectors.EVENT_WRITE)
+        else:
+            stdin.close()
+        wake_r, wake_w = os.pipe()
+        self._watch(Channel.WAKE, wake_r, selectors.EVENT_READ)
+        os.set_blocking(wake_w, False)
+        self._wake_w = wake_w
+        pidfd = _procctl.open_pidfd(proc.pid)
+        if pidfd is not None:
+            self._watch(Channel.EXIT, pidfd, selectors.EVENT_READ)
+
+    def is_open(self, channel: Channel) -> bool:
+        return channel in self._open
+
+    def wait(self, timeout: float) -> set[Channel]:
+        """The channels that are ready, waiting at most timeout seconds."""
+        return {key.data for key, _mask in self._selector.select(timeout)}
+
+    def read(self, channel: Channel) -> bytes:
+        """Whatever is available now; b"" if nothing (EOF closes the channel)."""
+        fd = self._open.get(channel)
+        if fd is None:
+            return b""
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            return b""
+        if not data:
+            self.close(channel)
+        return data
+
+    def write_stdin(self) -> None:
+        fd = self._open.get(Channel.STDIN)
+        if fd is None:
+            return
+        end = self._stdin_pos + _STDIN_CHUNK
+        try:
+            self._stdin_pos += os.write(fd, self._stdin_data[self._stdin_pos : end])
+        except BlockingIOError:
+            return
+        except OSError:
+            # The child closed stdin or died; what it did not read it will never need.
+            self.close(Channel.STDIN)
+            return
+        if self._stdin_pos >= len(self._stdin_data):
+            self.close(Channel.STDIN)  # EOF tells the CLI the prompt is complete
+
+    def wake(self) -> None:
+        """Interrupt wait() from any thread."""
+        with self._lock:
+            if self._wake_w is None:
+                return
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass  # a wake-up is already pending
+
+    def drain_wake(self) -> None:
+        fd = self._open.get(Channel.WAKE)
+        if fd is not None:
+            try:
+                os.read(fd, 4096)
+            except BlockingIOError:
+                pass
+
+    def close(self, channel: Channel) -> None:
+        fd = self._open.pop(channel, None)
+        if fd is None:
+            return
+        self._selector.unregister(fd)
+        file = self._files.get(channel)
+        if file is not None:
+            file.close()  # through Popen's file object, so it never closes the fd twice
+        else:
+            os.close(fd)
+
+    def close_all(self) -> None:
+        for channel in list(self._open):
+            self.close(channel)
+        for file in self._files.values():
+            file.close()
+        with self._lock:
+            if self._wake_w is not None:
+                os.close(self._wake_w)
+                self._wake_w = None
+        self._selector.close()
+
+    def _watch(self, channel: Channel, fd: int, events: int) -> None:
+        if channel is not Channel.EXIT:
+            os.set_blocking(fd, False)
+        self._selector.register(fd, events, channel)
+        self._open[channel] = fd
