@@ -102,27 +102,6 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis, Celery, Channels ----------------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "agentsite:ws", "capacity": 5000},
-    },
-}
-
 # --- Agent execution ------------------------------------------------------------------
 AGENT_CLI = env.str("AGENT_CLI", default="")  # resolved by tasks_app.services.cli_binary
 AGENT_WORKSPACE_ROOT = Path(env.str("AGENT_WORKSPACE_ROOT", default=str(VAR_DIR / "workspaces")))
@@ -140,9 +119,66 @@ AGENT_MAX_TURNS = env.int("AGENT_MAX_TURNS", default=30)
 AGENT_MAX_BUDGET_USD = env.get_value("AGENT_MAX_BUDGET_USD", cast=Decimal, default=None)
 AGENT_PERMISSION_MODE = env.str("AGENT_PERMISSION_MODE", default="acceptEdits")
 AGENT_ALLOWED_TOOLS = env.list("AGENT_ALLOWED_TOOLS", default=[])
+# The CLI's own API retries are capped so that Celery owns the retry policy.
+AGENT_CLI_API_RETRIES = env.int("AGENT_CLI_API_RETRIES", default=1)
+AGENT_HEARTBEAT_S = env.float("AGENT_HEARTBEAT_S", default=5.0)
+# A running task whose heartbeat is older than this lost its worker.
+AGENT_STALE_AFTER_S = env.float("AGENT_STALE_AFTER_S", default=60.0)
+AGENT_REAPER_INTERVAL_S = env.float("AGENT_REAPER_INTERVAL_S", default=15.0)
+# Queued tasks older than this get a fresh wake-up when the broker holds too few.
+AGENT_REDISPATCH_AFTER_S = env.float("AGENT_REDISPATCH_AFTER_S", default=30.0)
+AGENT_RETRY_BACKOFF_S = env.float("AGENT_RETRY_BACKOFF_S", default=10.0)
+AGENT_RETRY_BACKOFF_MAX_S = env.float("AGENT_RETRY_BACKOFF_MAX_S", default=600.0)
+AGENT_STOP_GRACE_S = env.float("AGENT_STOP_GRACE_S", default=1.5)
+# SIGTERM to a worker: running CLIs may finish for this long, then are handed back.
+AGENT_SHUTDOWN_GRACE_S = env.float("AGENT_SHUTDOWN_GRACE_S", default=60.0)
+# How often a worker re-checks `AGENT_CLI --version` (it consumes jobs only while it runs).
+AGENT_CLI_CHECK_INTERVAL_S = env.float("AGENT_CLI_CHECK_INTERVAL_S", default=30.0)
+AGENT_MAX_OUTPUT_BYTES = env.int("AGENT_MAX_OUTPUT_BYTES", default=64 * 1_048_576)
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
 CLAUDE_CODE_OAUTH_TOKEN = env.str("CLAUDE_CODE_OAUTH_TOKEN", default="")
+
+# --- Redis, Celery, Channels ----------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "tasks_app.run_next_agent_task": {"queue": "agent"},
+    "tasks_app.record_dead_letter": {"queue": "dead_letter"},
+    "tasks_app.github.*": {"queue": "github"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-tasks": {
+        "task": "tasks_app.reap_stale_tasks",
+        "schedule": AGENT_REAPER_INTERVAL_S,
+    },
+    "redispatch-queued-tasks": {
+        "task": "tasks_app.redispatch_queued_tasks",
+        "schedule": AGENT_REAPER_INTERVAL_S,
+    },
+}
+# A message is redelivered only after the longest possible run (plus margin), so a
+# slow task is never handed to a second worker by the broker.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": AGENT_TASK_TIMEOUT_S + 900}
+CELERY_TASK_TIME_LIMIT = AGENT_TASK_TIMEOUT_S + 300
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "agentsite:ws", "capacity": 5000},
+    },
+}
 
 # --- GitHub ---------------------------------------------------------------------------
 GITHUB_WEBHOOK_SECRET = env.str("GITHUB_WEBHOOK_SECRET", default="")
@@ -249,3 +285,16 @@ LOGGING = logging_dict(LOG_LEVEL, env.str("LOG_FORMAT", default="json"))
 configure_structlog()
 # Messages can carry a new API token; keep them server-side, not in a signed cookie.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
+# --- WebSockets and dashboard ---
+# Open sockets per user across all web processes; beyond it a socket is closed with 4429.
+AGENT_MAX_WS_PER_USER = env.int("AGENT_MAX_WS_PER_USER", default=50)
+# How often an open socket renews its connection slot and group membership, and re-reads
+# the database for events whose push was lost; a slot expires after three missed beats.
+AGENT_WS_HEARTBEAT_S = env.int("AGENT_WS_HEARTBEAT_S", default=20)
+# redis-py 8 made socket_timeout default to 5 s, exactly channels-redis's blocking BZPOPMIN
+# time, so every consumer idle for 5 s crashed with "Timeout reading" (django/channels_redis
+# #422). Reads get room above the pop; a dead connection is still noticed.
+CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
+    {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}
+]

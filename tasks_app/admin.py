@@ -17,11 +17,13 @@ from django.utils.html import format_html, format_html_join
 from tasks_app.models import (
     AgentSession,
     ApiToken,
+    DeadLetter,
     GitHubRepository,
     Task,
     TaskEvent,
     WebhookDelivery,
 )
+from tasks_app.services import dead_letters
 from tasks_app.services.errors import ServiceError
 from tasks_app.services.tasks import task_cancel, task_retry
 from tasks_app.services.tokens import api_token_create, api_token_revoke
@@ -180,3 +182,23 @@ class ApiTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             api_token_revoke(token=token)
         self.message_user(request, f"Revoked {queryset.count()} token(s).", messages.SUCCESS)
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ReadOnlyAdmin):
+    list_display = ["id", "job", "task", "delivery", "reason", "created", "requeued_at"]
+    list_filter = ["job", ("created", admin.DateFieldListFilter), "requeued_at"]
+    search_fields = ["=task__id", "reason", "key"]
+    actions = ["requeue"]
+
+    @admin.action(description="Requeue selected dead letters")
+    def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        done = 0
+        for dead_letter in queryset.select_related("task"):
+            try:
+                dead_letters.requeue(dead_letter)
+                done += 1
+            except ServiceError as exc:
+                self.message_user(request, f"{dead_letter}: {exc.message}", messages.WARNING)
+        if done:
+            self.message_user(request, f"Requeued {done} dead letter(s).", messages.SUCCESS)

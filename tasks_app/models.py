@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from tasks_app.jsonsafe import PostgresSafeJSONEncoder
+
 
 class Source(models.TextChoices):
     WEB = "web", "Web"
@@ -128,7 +130,7 @@ class TaskEvent(models.Model):
     seq = models.PositiveIntegerField()
     attempt = models.PositiveSmallIntegerField(default=0)
     kind = models.CharField(max_length=32)
-    payload = models.JSONField(default=dict)
+    payload = models.JSONField(default=dict, encoder=PostgresSafeJSONEncoder)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -176,7 +178,7 @@ class WebhookDelivery(models.Model):
     sender = models.CharField(max_length=100, blank=True)
     outcome = models.CharField(max_length=16, choices=DeliveryOutcome.choices)
     reason = models.CharField(max_length=200, blank=True)
-    payload = models.JSONField(null=True, blank=True)
+    payload = models.JSONField(null=True, blank=True, encoder=PostgresSafeJSONEncoder)
     task = models.ForeignKey(
         Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
     )
@@ -213,3 +215,31 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class DeadLetter(models.Model):
+    """A job that ran out of attempts, stored by the dead_letter queue's consumer."""
+
+    # One record per failure, however often its message is delivered.
+    key = models.CharField(max_length=200, unique=True)
+    job = models.CharField(max_length=200)
+    args = models.JSONField(default=list, encoder=PostgresSafeJSONEncoder)
+    kwargs = models.JSONField(default=dict, encoder=PostgresSafeJSONEncoder)
+    reason = models.TextField()
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="dead_letters"
+    )
+    delivery = models.ForeignKey(
+        WebhookDelivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    requeued_at = models.DateTimeField(null=True, blank=True)
+    requeued_as = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["-created"], name="dead_letter_created")]
+
+    def __str__(self) -> str:
+        return f"{self.job} ({self.created:%Y-%m-%d %H:%M})"

@@ -7,6 +7,7 @@ stops whatever it spawned; `stop_process` escalates SIGTERM → SIGKILL and reap
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -76,7 +78,7 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 @dataclass
 class LiveProcess:
-    name: str
+    name: str  # for logs; a Celery worker's is its node name
     process: subprocess.Popen[bytes]
     log_path: Path
 
@@ -162,3 +164,70 @@ def asgi_server(env: Mapping[str, str], name: str = "web") -> Iterator[tuple[str
         yield url, live
     finally:
         stop_process(live)
+
+
+# --- WebSocket clients (real `websockets` sync clients against asgi_server) -----------
+
+
+def ws_connect(
+    base_url: str,
+    path: str,
+    *,
+    token: str | None = None,
+    cookie: str | None = None,
+    origin: str | None = None,
+) -> Any:
+    """A connected `websockets` sync client; `origin`, `token` and `cookie` are optional."""
+    from websockets.sync.client import connect
+
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = f"Token {token}"
+    if cookie is not None:
+        headers["Cookie"] = cookie
+    return connect(
+        "ws" + base_url.removeprefix("http") + path,
+        origin=origin,  # type: ignore[arg-type]
+        additional_headers=headers,
+        open_timeout=10,
+        close_timeout=5,
+        max_size=None,
+    )
+
+
+def ws_recv(ws: Any, timeout_s: float = 15.0) -> dict[str, Any]:
+    """The next JSON message; TimeoutError when none comes in time."""
+    return json.loads(ws.recv(timeout=timeout_s))
+
+
+def ws_recv_until(
+    ws: Any, condition: Callable[[dict[str, Any]], bool], timeout_s: float = 15.0
+) -> list[dict[str, Any]]:
+    """Messages up to and including the first one matching `condition`."""
+    deadline = time.monotonic() + timeout_s
+    messages: list[dict[str, Any]] = []
+    while True:
+        message = ws_recv(ws, max(deadline - time.monotonic(), 0.001))
+        messages.append(message)
+        if condition(message):
+            return messages
+
+
+def ws_recv_until_closed(ws: Any, timeout_s: float = 15.0) -> tuple[list[dict[str, Any]], int]:
+    """Every message until the server closes; returns them with the close code."""
+    from websockets.exceptions import ConnectionClosed
+
+    deadline = time.monotonic() + timeout_s
+    messages: list[dict[str, Any]] = []
+    while True:
+        try:
+            messages.append(ws_recv(ws, max(deadline - time.monotonic(), 0.001)))
+        except ConnectionClosed as closed:
+            return messages, closed.rcvd.code if closed.rcvd else 1006
+
+
+def ws_close_code(base_url: str, path: str, timeout_s: float = 15.0, **auth: Any) -> int:
+    """Open a socket that the server is expected to refuse; returns its close code."""
+    with ws_connect(base_url, path, **auth) as ws:
+        _, code = ws_recv_until_closed(ws, timeout_s)
+    return code

@@ -1,23 +1,37 @@
 """Pushing stored events and status changes to the WebSocket groups (after commit).
 
-A failed push loses nothing: every event is in the database and a client that
-reconnects with `after=<last seq>` replays what it missed.
+A failed push loses nothing: every event is in the database, consumers fill any gap in
+seqs from it, and a client that reconnects with `after=<last seq>` replays what it missed.
+
+Channel-layer messages (consumers.py handles them):
+- to `task.<id>`: {"type": "task.events", "task": id, "last_seq": n,
+  "events": [event_message(...)], "snapshot": TaskOutput | None}; `events` is empty when
+  the batch is too large to inline (consumers then read it from the database) and
+  `snapshot` is set when the batch holds a status event;
+- to `user.<id>`: {"type": "task.status", "task_id": id, "status": s,
+  "task": TaskOutput | None}, one per status event.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
     from tasks_app.models import Task, TaskEvent
 
 log = structlog.get_logger(__name__)
+
+# channels-redis stores one copy of a group message per web process; a few huge tool
+# results must not turn into megabytes per process, so big batches travel by reference.
+MAX_INLINE_PAYLOAD_BYTES = 256 * 1024
 
 
 def task_group(task_id: int) -> str:
@@ -40,6 +54,13 @@ def event_message(event: TaskEvent) -> dict[str, Any]:
     }
 
 
+def task_snapshot(task: Task) -> dict[str, Any]:
+    """The task as the REST API shows it, as a plain dict (msgpack and JSON safe)."""
+    from tasks_app.api.serializers import TaskOutput
+
+    return dict(TaskOutput(task).data)
+
+
 def _group_send(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -50,20 +71,43 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
         log.warning("broadcast_failed", group=group, error=str(exc))
 
 
-def task_events_stored(task: Task, events: Sequence[TaskEvent]) -> None:
-    message = {
-        "type": "task.events",
-        "task": task.pk,
-        "events": [event_message(e) for e in events],
-    }
-    _group_send(task_group(task.pk), message)
-    if any(e.kind == "status" for e in events):
-        from tasks_app.api.serializers import TaskOutput
-        from tasks_app.models import Task as TaskModel
+def _inline_events(events: Sequence[TaskEvent]) -> list[dict[str, Any]]:
+    size = sum(len(json.dumps(e.payload)) for e in events)
+    if size > MAX_INLINE_PAYLOAD_BYTES:
+        return []
+    return [event_message(e) for e in events]
 
-        fresh = TaskModel.objects.filter(pk=task.pk).first()
-        if fresh is not None:
-            _group_send(
-                user_group(fresh.owner_id),
-                {"type": "task.status", "task": TaskOutput(fresh).data},
-            )
+
+def _fresh_snapshot(task_id: int) -> dict[str, Any] | None:
+    from tasks_app.models import Task as TaskModel
+
+    try:
+        fresh = TaskModel.objects.filter(pk=task_id).first()
+    except DatabaseError as exc:
+        # Consumers read the task themselves when a status push comes without it.
+        log.warning("broadcast_snapshot_failed", task_id=task_id, error=str(exc))
+        return None
+    return None if fresh is None else task_snapshot(fresh)
+
+
+def task_events_stored(task: Task, events: Sequence[TaskEvent]) -> None:
+    """Called on commit by append_events: one push to the task, one per status to its owner."""
+    if not events:
+        return
+    statuses = [e.payload.get("status") for e in events if e.kind == "status"]
+    snapshot = _fresh_snapshot(task.pk) if statuses else None
+    _group_send(
+        task_group(task.pk),
+        {
+            "type": "task.events",
+            "task": task.pk,
+            "last_seq": events[-1].seq,
+            "events": _inline_events(events),
+            "snapshot": snapshot,
+        },
+    )
+    for status in statuses:
+        _group_send(
+            user_group(task.owner_id),
+            {"type": "task.status", "task_id": task.pk, "status": status, "task": snapshot},
+        )

@@ -35,6 +35,14 @@ def stop_requested(task_id: int) -> bool:
         return False
 
 
+def read_flags(task_id: int, worker: str) -> tuple[bool, bytes | None]:
+    """The task's cancel flag and its worker's drain deadline, in one round trip."""
+    from tasks_app.services.draining import drain_key
+
+    cancel, deadline = get_redis().mget(_flag_key(task_id), drain_key(worker))
+    return cancel is not None, deadline
+
+
 def clear(task_id: int) -> None:
     try:
         get_redis().delete(_flag_key(task_id))

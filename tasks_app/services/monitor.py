@@ -1,0 +1,70 @@
+"""Watching a running attempt: heartbeat, cancel requests, worker shutdown, lost ownership."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import structlog
+from django.conf import settings
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from tasks_app.models import Task, TaskStatus
+from tasks_app.services import cancellation, draining
+
+log = structlog.get_logger(__name__)
+# Redis flags are cheap: checked this often; the database only on each heartbeat.
+FLAG_POLL_S = 0.2
+
+
+class StopCause(StrEnum):
+    CANCEL = "cancel"
+    DRAIN = "drain"  # the worker is shutting down and its grace period is over
+    LOST = "lost"  # the task is no longer running this attempt
+
+
+@dataclass
+class AttemptMonitor:
+    task: Task
+    attempt: int
+    next_flag_check: float = 0.0
+    next_heartbeat: float = field(default_factory=lambda: time.monotonic())
+
+    def poll(self) -> StopCause | None:
+        now = time.monotonic()
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + settings.AGENT_HEARTBEAT_S
+            cause = self.heartbeat()
+            if cause is not None:
+                return cause
+        if now >= self.next_flag_check:
+            self.next_flag_check = now + FLAG_POLL_S
+            return self.check_flags()
+        return None
+
+    def heartbeat(self) -> StopCause | None:
+        alive = Task.objects.filter(
+            pk=self.task.pk, status=TaskStatus.RUNNING, attempts=self.attempt
+        ).update(heartbeat_at=timezone.now())
+        if not alive:
+            return StopCause.LOST
+        cancel_requested = (
+            Task.objects.filter(pk=self.task.pk)
+            .values_list("cancel_requested_at", flat=True)
+            .first()
+        )
+        return StopCause.CANCEL if cancel_requested else None
+
+    def check_flags(self) -> StopCause | None:
+        try:
+            cancel, deadline = cancellation.read_flags(self.task.pk, self.task.worker)
+        except RedisError as exc:
+            log.warning("flags_unreadable", error=str(exc))
+            return None
+        if cancel:
+            return StopCause.CANCEL
+        if draining.deadline_passed(deadline):
+            return StopCause.DRAIN
+        return None

@@ -1,0 +1,95 @@
+"""The worker's process-level duties, wired to Celery signals.
+
+- Pool processes die with the worker's main process (no orphaned CLI supervisors).
+- The worker consumes the agent queue only while `AGENT_CLI --version` runs.
+- On SIGTERM the running CLIs get AGENT_SHUTDOWN_GRACE_S to finish, then are handed back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import threading
+from typing import Any
+
+import structlog
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from tasks_app.services import draining
+from tasks_app.services.cli_binary import CliUnavailable, cli_version
+from tasks_app.services.dispatch import AGENT_QUEUE
+
+log = structlog.get_logger(__name__)
+PR_SET_PDEATHSIG = 1
+
+
+@worker_process_init.connect
+def die_with_main_process(**_: Any) -> None:
+    # A pool process whose main process was SIGKILLed would otherwise keep running its
+    # CLI unsupervised while the task is reaped and run again elsewhere.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def cli_works() -> bool:
+    try:
+        version = cli_version()
+    except CliUnavailable as exc:
+        log.error("cli_unavailable", error=str(exc))
+        return False
+    log.info("cli_available", version=version)
+    return True
+
+
+class CliGate(threading.Thread):
+    """Keeps the agent queue consumed only while the CLI runs."""
+
+    def __init__(self, consumer: Any, consuming: bool, interval_s: float) -> None:
+        super().__init__(name="cli-gate", daemon=True)
+        self.app = consumer.app
+        self.hostname = consumer.hostname
+        self.consuming = consuming
+        self.interval_s = interval_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            works = cli_works()
+            if works == self.consuming:
+                continue
+            # Control messages are handled on the worker's own loop, so this is safe
+            # from a thread, unlike touching the consumer directly.
+            control = self.app.control
+            change = control.add_consumer if works else control.cancel_consumer
+            change(AGENT_QUEUE, destination=[self.hostname], reply=False)
+            self.consuming = works
+            log.warning("agent_queue_consumption_changed", consuming=works)
+
+
+@worker_ready.connect
+def gate_agent_queue_on_cli(sender: Any, **_: Any) -> None:
+    try:
+        draining.stop_draining(sender.hostname)
+    except RedisError as exc:
+        log.warning("drain_flag_not_cleared", error=str(exc))
+    if AGENT_QUEUE not in sender.app.amqp.queues.consume_from:
+        return
+    works = cli_works()
+    if not works:
+        # Same thread as the consumer and before its first message: refuse right away.
+        sender.cancel_task_queue(AGENT_QUEUE)
+    CliGate(sender, works, settings.AGENT_CLI_CHECK_INTERVAL_S).start()
+
+
+@worker_shutting_down.connect
+def start_draining(sender: str, sig: str, how: str, **_: Any) -> None:
+    """Warm shutdown: tell this worker's CLIs when their grace period ends."""
+    if how != "Warm":
+        return
+    try:
+        deadline = draining.start_draining(sender)
+    except RedisError as exc:
+        log.error("drain_deadline_not_published", error=str(exc))
+        return
+    log.warning("worker_draining", worker=sender, deadline=deadline, signal=sig)

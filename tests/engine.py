@@ -1,0 +1,114 @@
+"""Real Celery worker and beat processes for integration tests, against the test database.
+
+Timings are shortened through the environment (heartbeats, reaper, backoff) so that
+fault tests finish in seconds; the code paths are the production ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from agentsite.celery import app as celery_app
+from tasks_app.models import Task, TaskStatus
+from tests.live import ROOT, LiveProcess, child_env, start_process, stop_process, wait_until
+
+CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
+FAST_TIMINGS = {
+    "AGENT_HEARTBEAT_S": "0.5",
+    "AGENT_STALE_AFTER_S": "4",
+    "AGENT_REAPER_INTERVAL_S": "1",
+    "AGENT_REDISPATCH_AFTER_S": "2",
+    "AGENT_RETRY_BACKOFF_S": "0.4",
+    "AGENT_RETRY_BACKOFF_MAX_S": "2",
+    "AGENT_STOP_GRACE_S": "1",
+    "AGENT_CLI_CHECK_INTERVAL_S": "0.5",
+    "AGENT_SHUTDOWN_GRACE_S": "30",
+}
+
+
+def engine_env(model_url: str, workspace_root: Path, **overrides: str) -> dict[str, str]:
+    settings = {
+        "ANTHROPIC_BASE_URL": model_url,
+        "ANTHROPIC_API_KEY": "sk-ant-test-0123456789abcdef",
+        "AGENT_CLI": str(CLAUDE),
+        "AGENT_WORKSPACE_ROOT": str(workspace_root),
+        "AGENT_CLI_API_RETRIES": "1",
+        **FAST_TIMINGS,
+    }
+    return child_env(**{**settings, **overrides})
+
+
+def worker_argv(name: str, concurrency: int, queues: str) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "agentsite", "worker", "--loglevel", "INFO",
+        "--concurrency", str(concurrency), "--prefetch-multiplier", "1", "-O", "fair",
+        "-Q", queues, "-n", name, "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
+def worker_answers(name: str) -> bool:
+    return bool(celery_app.control.ping(destination=[name], timeout=0.3))
+
+
+@contextlib.contextmanager
+def celery_worker(
+    env: dict[str, str],
+    *,
+    concurrency: int = 2,
+    queues: str = "agent,github,dead_letter,celery",
+    name: str | None = None,
+) -> Iterator[LiveProcess]:
+    """A worker started like the Procfile's; stopped (SIGTERM, then SIGKILL) by PID."""
+    name = name or f"w-{uuid.uuid4().hex[:8]}@localhost"
+    live = start_process(name.split("@")[0], worker_argv(name, concurrency, queues), env)
+    live.name = name
+    try:
+        wait_until(
+            lambda: live.process.poll() is not None or worker_answers(name),
+            60,
+            f"worker {name} to answer ping",
+        )
+        if live.process.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{live.log()}")
+        yield live
+    finally:
+        stop_process(live, grace_s=30)
+
+
+@contextlib.contextmanager
+def celery_beat(env: dict[str, str], schedule_dir: Path) -> Iterator[LiveProcess]:
+    argv = [
+        sys.executable, "-m", "celery", "-A", "agentsite", "beat", "--loglevel", "INFO",
+        "--schedule", str(schedule_dir / "celerybeat-schedule"),
+    ]  # fmt: skip
+    live = start_process("beat", argv, env)
+    try:
+        yield live
+    finally:
+        stop_process(live)
+
+
+def wait_for_status(task_id: int, statuses: Iterable[TaskStatus], timeout_s: float = 60) -> Task:
+    wanted = set(statuses)
+    found = wait_until(
+        lambda: Task.objects.filter(pk=task_id, status__in=wanted).first(),
+        timeout_s,
+        f"task {task_id} to reach {sorted(wanted)}",
+    )
+    assert isinstance(found, Task)
+    return found
+
+
+def wait_until_finished(task_ids: Iterable[int], timeout_s: float = 120) -> list[Task]:
+    ids = list(task_ids)
+    terminal = TaskStatus.terminal()
+    wait_until(
+        lambda: Task.objects.filter(pk__in=ids, status__in=terminal).count() == len(ids),
+        timeout_s,
+        f"{len(ids)} tasks to finish",
+    )
+    return list(Task.objects.filter(pk__in=ids).order_by("pk"))
