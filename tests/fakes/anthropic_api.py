@@ -10,17 +10,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
-import logging
-import signal
-import socket
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from tests.fakes.anthropic_http import FakeAnthropicHandler
@@ -34,6 +27,7 @@ from tests.fakes.anthropic_steps import (
     step_from_dict,
     step_to_dict,
 )
+from tests.fakes.http_base import BackgroundServer, ControlClient, serve_until_signalled
 
 __all__ = [
     "Error",
@@ -49,13 +43,9 @@ __all__ = [
     "step_to_dict",
 ]
 
-logger = logging.getLogger(__name__)
-
 EXHAUSTED = Text("(script exhausted)")
 SIDE_REPLY = Text("Fake side reply")
 _REMINDER_PREFIX = "<system-reminder>"
-# Handler threads only ever wait on sockets and on events close() sets, so this is generous.
-_JOIN_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -111,57 +101,6 @@ def is_main_request(body: dict[str, Any]) -> bool:
     return bool(body.get("tools"))
 
 
-class _FakeHTTPServer(ThreadingHTTPServer):
-    """Tracks connection sockets and threads so close() can end them and prove it did."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, fake: FakeAnthropic) -> None:
-        self.fake = fake
-        self._conn_lock = threading.Lock()
-        self._conn_sockets: set[socket.socket] = set()
-        self._conn_threads: set[threading.Thread] = set()
-        self._conn_ids = itertools.count(1)
-        super().__init__(("127.0.0.1", fake.requested_port), FakeAnthropicHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name=f"fake-anthropic-conn-{next(self._conn_ids)}",
-            daemon=True,
-        )
-        with self._conn_lock:
-            self._conn_sockets.add(request)
-            self._conn_threads.add(thread)
-        thread.start()
-
-    def _serve_connection(self, request: socket.socket, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except OSError as exc:
-            # A client hanging up mid-reply is routine for the CLI (SIGINT, timeouts).
-            logger.debug("connection from %s ended: %s", client_address, exc)
-        finally:
-            self.shutdown_request(request)
-            with self._conn_lock:
-                self._conn_sockets.discard(request)
-                self._conn_threads.discard(threading.current_thread())
-
-    def close_connections(self) -> list[threading.Thread]:
-        """Hang up on every client; returns the threads that were serving them."""
-        with self._conn_lock:
-            sockets = list(self._conn_sockets)
-            threads = list(self._conn_threads)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                logger.debug("socket already closed during fake shutdown")
-        return threads
-
-
 class FakeAnthropic:
     """The fake Messages API, served on 127.0.0.1 from a daemon thread."""
 
@@ -177,16 +116,10 @@ class FakeAnthropic:
         self._ids = itertools.count(1)
         self.released = threading.Event()
         self.closing = threading.Event()
-        self._httpd = _FakeHTTPServer(self)
-        host, port = self._httpd.server_address[:2]
-        self.base_url = f"http://{host}:{port}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-anthropic-server",
-            daemon=True,
+        self._server = BackgroundServer(
+            self, FakeAnthropicHandler, port=port, name="fake-anthropic"
         )
-        self._thread.start()
+        self.base_url = self._server.base_url
         self._closed = False
 
     def __enter__(self) -> FakeAnthropic:
@@ -256,13 +189,7 @@ class FakeAnthropic:
         self._closed = True
         self.closing.set()
         self.released.set()
-        self._httpd.shutdown()
-        threads = self._httpd.close_connections()
-        self._httpd.server_close()
-        for thread in [*threads, self._thread]:
-            thread.join(_JOIN_TIMEOUT_S)
-            if thread.is_alive():
-                logger.warning("fake Anthropic thread %s did not stop", thread.name)
+        self._server.close()
 
     # --- used by the request handler ------------------------------------------------------
 
@@ -311,29 +238,15 @@ class FakeAnthropic:
         return steps[cursor] if cursor < len(steps) else EXHAUSTED
 
 
-class FakeAnthropicControl:
+class FakeAnthropicControl(ControlClient):
     """Scripts and inspects a fake running as its own process, through /_fake/ routes."""
-
-    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(  # noqa: S310 - our own 127.0.0.1 URL
-            self.base_url + path, data=data, method=method
-        )
-        request.add_header("content-type", "application/json")
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
-            return json.loads(response.read())
 
     def script(self, marker: str, *steps: Step) -> None:
         payload = {"marker": marker, "steps": [step_to_dict(s) for s in steps]}
         self._call("POST", "/_fake/script", payload)
 
     def requests(self, marker: str | None = None) -> list[dict[str, Any]]:
-        query = "?" + urllib.parse.urlencode({"marker": marker}) if marker is not None else ""
-        return self._call("GET", "/_fake/requests" + query)
+        return self._call("GET", "/_fake/requests", query={"marker": marker})
 
     def stats(self) -> dict[str, int]:
         return self._call("GET", "/_fake/stats")
@@ -349,13 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    with FakeAnthropic(port=args.port) as fake:
-        print(f"LISTENING {fake.base_url}", flush=True)
-        stop.wait()
-    return 0
+    return serve_until_signalled(lambda: FakeAnthropic(port=args.port))
 
 
 if __name__ == "__main__":

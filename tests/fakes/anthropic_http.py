@@ -11,11 +11,7 @@ Control API (for a fake running as its own process):
 from __future__ import annotations
 
 import json
-import select
-import socket
-import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,29 +25,20 @@ from tests.fakes.anthropic_steps import (
     ToolUse,
     step_from_dict,
 )
+from tests.fakes.http_base import ClientGone, FakeRequestHandler
 
 if TYPE_CHECKING:
     from tests.fakes.anthropic_api import FakeAnthropic
 
 RELEASED_REPLY = Text("released")
-# How often a paused reply looks for a vanished client; release() and close() wake it at once.
-_POLL_S = 0.05
 
 
-class _ClientGone(Exception):
-    """The client hung up (or the fake is closing) before the reply was complete."""
-
-
-class FakeAnthropicHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class FakeAnthropicHandler(FakeRequestHandler):
     server_version = "fake-anthropic/1.0"
 
     @property
     def fake(self) -> FakeAnthropic:
         return self.server.fake  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Quiet: tests inspect fake.requests() instead of stderr."""
 
     # --- routing ---------------------------------------------------------------------------
 
@@ -65,9 +52,9 @@ class FakeAnthropicHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/_fake/requests":
             marker = parse_qs(url.query).get("marker", [None])[0]
-            self._send_json(200, [r.to_json() for r in self.fake.requests(marker)])
+            self.send_json(200, [r.to_json() for r in self.fake.requests(marker)])
         elif url.path == "/_fake/stats":
-            self._send_json(200, self.fake.stats())
+            self.send_json(200, self.fake.stats())
         else:
             self._send_api_error(404, "not_found_error", f"no route for GET {url.path}")
 
@@ -83,7 +70,7 @@ class FakeAnthropicHandler(BaseHTTPRequestHandler):
             self._answer_messages(raw, body)
         elif url.path == "/v1/messages/count_tokens":
             tokens = sse.estimate_tokens(raw.decode(errors="replace"))
-            self._send_json(200, {"input_tokens": tokens})
+            self.send_json(200, {"input_tokens": tokens})
         elif url.path.startswith("/_fake/"):
             self._answer_control(url.path, body)
         else:
@@ -97,7 +84,7 @@ class FakeAnthropicHandler(BaseHTTPRequestHandler):
                     raise StepFormatError("a non-empty string marker is required")
                 steps = [step_from_dict(raw) for raw in body.get("steps", [])]
             except StepFormatError as exc:
-                self._send_json(400, {"error": str(exc)})
+                self.send_json(400, {"error": str(exc)})
                 return
             self.fake.script(marker, *steps)
         elif path == "/_fake/release":
@@ -105,9 +92,9 @@ class FakeAnthropicHandler(BaseHTTPRequestHandler):
         elif path == "/_fake/reset":
             self.fake.reset()
         else:
-            self._send_json(404, {"error": f"no control route {path}"})
+            self.send_json(404, {"error": f"no control route {path}"})
             return
-        self._send_json(200, {"ok": True})
+        self.send_json(200, {"ok": True})
 
     # --- /v1/messages ------------------------------------------------------------------------
 
@@ -132,7 +119,7 @@ class FakeAnthropicHandler(BaseHTTPRequestHandler):
                 self._stream_reply(step, body, input_tokens=input_tokens)
             else:
                 self._send_whole_reply(step, body, input_tokens=input_tokens)
-        except (_ClientGone, OSError):
+        except (ClientGone, OSError):
             self.close_connection = True
         finally:
             end_record()
@@ -176,7 +163,7 @@ class FakeAnthropicHandler(BaseHTTPRequestHandler):
             tool_use_id=self.fake.next_id("toolu"),
         )
         self._end_record()
-        self._send_json(200, message)
+        self.send_json(200, message)
 
     def _send_error_step(self, step: Error) -> None:
         request_id = self.fake.next_id("req")
@@ -184,31 +171,12 @@ class FakeAnthropicHandler(BaseHTTPRequestHandler):
         if step.retry_after_s is not None:
             headers["retry-after"] = f"{step.retry_after_s:g}"
         self._end_record()
-        self._send_json(step.status, sse.error_body(step, request_id=request_id), headers)
+        self.send_json(step.status, sse.error_body(step, request_id=request_id), headers)
 
     def _pause(self, seconds: float | None) -> None:
         """Wait `seconds` (None: forever) or until release(); a client that hangs up meanwhile
         ends the reply at once, so in_flight stays true to what the client sees."""
-        deadline = None if seconds is None else time.monotonic() + seconds
-        while not self.fake.released.is_set():
-            remaining = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
-            if remaining <= 0:
-                return
-            if self.fake.released.wait(remaining):
-                break
-            if self._client_gone():
-                raise _ClientGone("client hung up while the reply was paused")
-        if self.fake.closing.is_set():
-            raise _ClientGone("fake closing")
-
-    def _client_gone(self) -> bool:
-        readable, _, _ = select.select([self.connection], [], [], 0)
-        if not readable:
-            return False
-        try:
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
+        self.pause(seconds, released=self.fake.released, closing=self.fake.closing)
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -219,16 +187,6 @@ class FakeAnthropicHandler(BaseHTTPRequestHandler):
     def _write_event(self, event: sse.SseEvent) -> None:
         self._write_chunk(event.encode())
 
-    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
     def _send_api_error(self, status: int, error_type: str, message: str) -> None:
         payload = {"type": "error", "error": {"type": error_type, "message": message}}
-        self._send_json(status, payload)
+        self.send_json(status, payload)

@@ -1,4 +1,5 @@
-"""Fixtures: a FakeAnthropic server and a runner for the real Claude Code CLI against it."""
+"""Fixtures: FakeAnthropic and FakeGitHub servers (in-process or as processes) and a runner for
+the real Claude Code CLI against the Anthropic one."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,13 @@ from typing import Any
 import pytest
 
 from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.github_api import FakeGitHub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLAUDE_BIN = REPO_ROOT / "node_modules" / ".bin" / "claude"
 CLI_TIMEOUT_S = 60.0
+FAKE_GITHUB_TOKEN = "ghs_fakeInstallationToken0123456789"
+FAKE_GITHUB_BOT = "agentsite-bot[bot]"
 
 
 def wait_until(condition: Callable[[], Any], *, timeout_s: float = 20.0, what: str = "") -> Any:
@@ -237,11 +242,11 @@ def _read_listening_line(popen: subprocess.Popen[str], timeout_s: float) -> str:
     return line.removeprefix("LISTENING ")
 
 
-@pytest.fixture
-def fake_anthropic_process() -> Iterator[FakeProcess]:
-    """`python -m tests.fakes.anthropic_api --port 0` as its own process, stopped by PID."""
+@contextmanager
+def fake_process(module: str, *args: str) -> Iterator[FakeProcess]:
+    """`python -m <module> --port 0 <args>` as its own process, killed by PID on the way out."""
     popen = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.anthropic_api", "--port", "0"],
+        [sys.executable, "-m", module, "--port", "0", *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -254,3 +259,26 @@ def fake_anthropic_process() -> Iterator[FakeProcess]:
         popen.wait(10)
         assert popen.stdout is not None
         popen.stdout.close()
+
+
+@pytest.fixture
+def fake_anthropic_process() -> Iterator[FakeProcess]:
+    """`python -m tests.fakes.anthropic_api --port 0` as its own process, stopped by PID."""
+    with fake_process("tests.fakes.anthropic_api") as process:
+        yield process
+
+
+@pytest.fixture
+def fake_github() -> Iterator[FakeGitHub]:
+    """A FakeGitHub that wants FAKE_GITHUB_TOKEN and comments as FAKE_GITHUB_BOT."""
+    with FakeGitHub(token=FAKE_GITHUB_TOKEN, bot_login=FAKE_GITHUB_BOT) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_github_process() -> Iterator[FakeProcess]:
+    """`python -m tests.fakes.github_api` with the same token and bot, stopped by PID; drive
+    it with FakeGitHubControl(fake_github_process.base_url)."""
+    args = ("--token", FAKE_GITHUB_TOKEN, "--bot-login", FAKE_GITHUB_BOT)
+    with fake_process("tests.fakes.github_api", *args) as process:
+        yield process

@@ -15,18 +15,10 @@ from tests.conftest import token_client
 from tests.engine import CLAUDE, celery_worker, engine_env, wait_for_status
 from tests.fakes.anthropic_api import Hang, Text
 from tests.live import wait_until
+from tests.tasks_app.engine.processes import process_gone
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 S = TaskStatus
-
-
-def process_gone(pid: int) -> bool:
-    """Gone, or a zombie nobody reaps in this sandbox (it cannot run any more)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def running_cli_pid(task_id: int) -> int:

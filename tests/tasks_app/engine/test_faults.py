@@ -1,0 +1,162 @@
+"""Fault tests with real worker processes: crashes, a wiped broker, limits, shutdown."""
+
+import os
+import signal
+import threading
+from collections import defaultdict
+
+import pytest
+import redis
+from django.conf import settings
+
+from tasks_app.models import AgentSession, Source, Task, TaskStatus
+from tasks_app.services.tasks import task_create
+from tests.engine import (
+    celery_beat,
+    celery_worker,
+    engine_env,
+    wait_for_status,
+    wait_until_finished,
+)
+from tests.factories import make_user
+from tests.fakes.anthropic_api import Hang, Text
+from tests.live import stop_process, wait_until
+from tests.tasks_app.engine.processes import cli_groups_in, process_gone
+from tests.tasks_app.engine.test_control import running_cli_pid
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+S = TaskStatus
+
+
+def statuses(task: Task) -> list[str]:
+    return [e.payload["status"] for e in task.events.filter(kind="status").order_by("seq")]
+
+
+def test_kill_9_of_a_worker_mid_task_ends_the_task_exactly_once(
+    fake_model, owner, workspace_root, tmp_path
+):
+    fake_model.script("[crash]", Hang(), Text("finished on the second worker"))
+    env = engine_env(fake_model.base_url, workspace_root)
+    with celery_beat(env, tmp_path):
+        with celery_worker(env, concurrency=1) as doomed:
+            task = task_create(owner=owner, prompt="[crash] long job", source=Source.API)
+            cli_pid = running_cli_pid(task.pk)
+            wait_until(lambda: fake_model.in_flight == 1, 30, "the model request")
+            os.kill(doomed.pid, signal.SIGKILL)
+            wait_until(lambda: process_gone(cli_pid), 10, "the orphaned CLI to die")
+        with celery_worker(env, concurrency=1):
+            task = wait_for_status(task.pk, S.terminal(), timeout_s=60)
+    assert task.status == S.SUCCEEDED, task.error
+    assert task.result_text == "finished on the second worker"
+    assert task.attempts == 2
+    assert task.events.filter(kind="result").count() == 1
+    assert statuses(task) == ["queued", "running", "queued", "running", "succeeded"]
+    assert "stopped sending heartbeats" in task.events.filter(kind="status")[2].payload["reason"]
+    assert cli_groups_in(workspace_root) == {}
+
+
+def test_flushall_of_redis_with_20_queued_tasks_loses_none(
+    fake_model, owner, workspace_root, tmp_path
+):
+    env = engine_env(fake_model.base_url, workspace_root)
+    tasks = [
+        task_create(owner=owner, prompt=f"queued {i}", source=Source.API, session=None)
+        for i in range(20)
+    ]
+    # Every wake-up, flag and result the broker held is gone.
+    redis.Redis.from_url(settings.REDIS_URL).flushall()
+    with celery_beat(env, tmp_path), celery_worker(env, concurrency=4):
+        finished = wait_until_finished([t.pk for t in tasks], timeout_s=120)
+    assert [t.status for t in finished] == [S.SUCCEEDED] * 20
+    assert all(t.attempts == 1 for t in finished)
+
+
+def peak_overlap(intervals: list[tuple[float, float]]) -> int:
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    peak = current = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+class CliSampler(threading.Thread):
+    """Samples the process table for running CLIs and counts them per session workspace."""
+
+    def __init__(self, root) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.samples: list[list[str]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            self.samples.append([cwd.name for cwd in cli_groups_in(self.root).values()])
+
+
+def test_30_tasks_of_3_users_respect_concurrency_4_and_2_per_user(
+    fake_model, workspace_root, tmp_path
+):
+    env = engine_env(fake_model.base_url, workspace_root, AGENT_MAX_RUNNING_PER_USER="2")
+    users = [make_user(f"load{i}") for i in range(3)]
+    for i in range(3):
+        # Replies long against the CLI's start-up, so that running CLIs overlap in requests.
+        reply = Text("working " * 20, chunk_chars=8, delay_s=0.08)
+        fake_model.script(f"[user{i}]", *[reply] * 10)
+    sampler = CliSampler(workspace_root)
+    with celery_worker(env, concurrency=4):
+        sampler.start()
+        tasks = [
+            task_create(owner=users[i % 3], prompt=f"[user{i % 3}] job {i}", source=Source.API)
+            for i in range(30)
+        ]
+        finished = wait_until_finished([t.pk for t in tasks], timeout_s=180)
+        sampler.done.set()
+        sampler.join()
+    assert [t.status for t in finished] == [S.SUCCEEDED] * 30
+    requests = fake_model.requests()
+    intervals = [(r.started_at, r.ended_at) for r in requests]
+    per_user = defaultdict(list)
+    for r in requests:
+        per_user[r.marker].append((r.started_at, r.ended_at))
+    peak_requests = peak_overlap(intervals)
+    peak_per_user = {marker: peak_overlap(spans) for marker, spans in per_user.items()}
+    owner_of = dict(AgentSession.objects.values_list("workspace", "owner_id"))
+    peak_processes = max(len(s) for s in sampler.samples)
+    peak_processes_per_user = max(
+        [owner_of.get(name) for name in sample].count(u.pk)
+        for u in users
+        for sample in sampler.samples
+    )
+    print(
+        f"\n30 tasks, concurrency 4, 2/user: peak model requests {peak_requests}, per user "
+        f"{peak_per_user}; peak CLI processes {peak_processes} ({peak_processes_per_user} "
+        f"per user) over {len(sampler.samples)} samples"
+    )
+    assert peak_requests == 4 and peak_processes <= 4
+    assert max(peak_per_user.values()) == 2 and peak_processes_per_user <= 2
+
+
+def test_sigterm_lets_short_tasks_finish_and_hands_long_ones_back(
+    fake_model, owner, workspace_root
+):
+    fake_model.script("[short]", Text("short and done", chunk_chars=4, delay_s=0.2))
+    fake_model.script("[long]", Hang(), Text("finished after hand-back"))
+    env = engine_env(fake_model.base_url, workspace_root, AGENT_SHUTDOWN_GRACE_S="3")
+    other_user = make_user("second")
+    with celery_worker(env, concurrency=2) as draining_worker:
+        short = task_create(owner=owner, prompt="[short] quick", source=Source.API)
+        long = task_create(owner=other_user, prompt="[long] slow", source=Source.API)
+        running_cli_pid(short.pk)
+        long_pid = running_cli_pid(long.pk)
+        os.kill(draining_worker.pid, signal.SIGTERM)
+        assert wait_for_status(short.pk, S.terminal()).status == S.SUCCEEDED
+        assert wait_for_status(long.pk, [S.QUEUED], timeout_s=30)
+        assert process_gone(long_pid)
+        assert stop_process(draining_worker, grace_s=30) == 0
+    with celery_worker(env, concurrency=1):
+        long = wait_for_status(long.pk, S.terminal())
+    assert long.status == S.SUCCEEDED and long.result_text == "finished after hand-back"
+    assert long.attempts == 2 and long.max_attempts == 4
+    handed_back = long.events.filter(kind="status", payload__status="queued").last()
+    assert handed_back.payload["reason"] == "handed back: the worker is shutting down"
