@@ -94,3 +94,22 @@ def test_admin_token_creation_shows_the_key_once(staff_client, user):
 )
 def test_other_changelists_load(staff_client, model):
     assert staff_client.get(f"/admin/tasks_app/{model}/").status_code == 200
+
+
+def test_admin_requeues_a_dead_lettered_task_as_a_new_task(staff_client, user):
+    from tasks_app.models import DeadLetter
+
+    dead = make_task(user, status=TaskStatus.DEAD_LETTER)
+    letter = DeadLetter.objects.create(key=f"task:{dead.pk}", job="j", reason="boom", task=dead)
+    staff_client.post(
+        "/admin/tasks_app/deadletter/", {"action": "requeue", "_selected_action": [letter.pk]}
+    )
+    letter.refresh_from_db()
+    assert letter.requeued_as.retry_of_id == dead.pk
+    response = staff_client.post(
+        "/admin/tasks_app/deadletter/",
+        {"action": "requeue", "_selected_action": [letter.pk]},
+        follow=True,
+    )
+    assert "already requeued" in response.content.decode()
+    assert Task.objects.filter(retry_of=dead).count() == 1

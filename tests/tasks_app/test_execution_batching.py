@@ -1,0 +1,53 @@
+"""The execution service with a fast-talking scripted CLI, in process (no Celery)."""
+
+import sys
+import textwrap
+
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from tasks_app.models import TaskStatus
+from tasks_app.services.execution import execute_claimed_task
+from tasks_app.services.lifecycle import claim_task
+from tests.factories import make_task
+
+LINES = 3000
+CHATTY_CLI = f"""\
+#!{sys.executable}
+import json, sys
+sys.stdin.read()
+print(json.dumps({{"type": "system", "subtype": "init", "session_id": "s-1"}}))
+for i in range({LINES}):
+    delta = {{"type": "content_block_delta", "index": 0,
+             "delta": {{"type": "text_delta", "text": f"{{i}} "}}}}
+    print(json.dumps({{"type": "stream_event", "event": delta}}))
+print(json.dumps({{"type": "result", "subtype": "success", "is_error": False,
+                  "result": "done", "session_id": "s-1", "num_turns": 1,
+                  "total_cost_usd": 0.01, "duration_ms": 5, "usage": {{}}}}))
+"""
+
+
+def test_fast_cli_output_is_stored_in_batches_not_a_round_trip_per_line(user, tmp_path):
+    cli = tmp_path / "chatty-claude"
+    cli.write_text(textwrap.dedent(CHATTY_CLI))
+    cli.chmod(0o755)
+    task = make_task(user)
+    assert claim_task(task, worker="test-worker")
+    with (
+        override_settings(AGENT_CLI=str(cli), AGENT_WORKSPACE_ROOT=tmp_path / "ws"),
+        CaptureQueriesContext(connection) as queries,
+    ):
+        status = execute_claimed_task(task)
+    assert status == TaskStatus.SUCCEEDED
+    texts = list(task.events.filter(kind="text").order_by("seq").values_list("payload", flat=True))
+    assert [t["text"] for t in texts] == [f"{i} " for i in range(LINES)]
+    seqs = list(task.events.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))
+    inserts = [
+        q
+        for q in queries.captured_queries
+        if q["sql"].startswith('INSERT INTO "tasks_app_taskevent"')
+    ]
+    print(f"\n{LINES} lines stored with {len(inserts)} inserts")
+    assert len(inserts) <= LINES / 20

@@ -1,0 +1,12 @@
+import pytest
+from django.test import override_settings
+
+from tasks_app.services.outcomes import backoff_delay_s
+
+
+@override_settings(AGENT_RETRY_BACKOFF_S=10, AGENT_RETRY_BACKOFF_MAX_S=600)
+@pytest.mark.parametrize(("attempt", "ceiling"), [(1, 10), (2, 20), (3, 40), (8, 600), (20, 600)])
+def test_backoff_grows_exponentially_with_equal_jitter_and_a_cap(attempt, ceiling):
+    delays = [backoff_delay_s(attempt) for _ in range(200)]
+    assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert len(set(delays)) > 100  # jittered, not fixed
