@@ -52,6 +52,7 @@ def logging_dict(level: str, fmt: str) -> dict[str, Any]:
             "django.db.backends": {"level": "INFO"},
             "uvicorn.access": {"level": "WARNING"},
             "axes": {"level": "WARNING"},
+            "httpx": {"level": "WARNING"},
         },
     }
 

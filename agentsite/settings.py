@@ -187,6 +187,12 @@ GITHUB_API_URL = env.str("GITHUB_API_URL", default="https://api.github.com").rst
 AGENT_GITHUB_TRIGGER = env.str("AGENT_GITHUB_TRIGGER", default="@claude")
 AGENT_GITHUB_BOT_LOGIN = env.str("AGENT_GITHUB_BOT_LOGIN", default="")
 GITHUB_WEBHOOK_MAX_BYTES = 1_048_576
+GITHUB_COMMENT_MAX_BYTES = 10_240
+# Tasks created from GitHub per window ("N/second|minute|hour|day"); beyond: ignored.
+AGENT_GITHUB_RATE_PER_REPO = env.str("AGENT_GITHUB_RATE_PER_REPO", default="30/hour")
+AGENT_GITHUB_RATE_PER_SENDER = env.str("AGENT_GITHUB_RATE_PER_SENDER", default="10/hour")
+GITHUB_API_TIMEOUT_S = env.float("GITHUB_API_TIMEOUT_S", default=10.0)
+GITHUB_JOB_MAX_RETRIES = env.int("GITHUB_JOB_MAX_RETRIES", default=5)
 
 # The ASGI layer refuses larger bodies before Django reads them (see agentsite.asgi).
 MAX_REQUEST_BODY_BYTES = max(GITHUB_WEBHOOK_MAX_BYTES, AGENT_MAX_PROMPT_BYTES * 6 + 65_536)

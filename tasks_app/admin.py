@@ -23,7 +23,7 @@ from tasks_app.models import (
     TaskEvent,
     WebhookDelivery,
 )
-from tasks_app.services import dead_letters
+from tasks_app.services import dead_letters, webhooks
 from tasks_app.services.errors import ServiceError
 from tasks_app.services.tasks import task_cancel, task_retry
 from tasks_app.services.tokens import api_token_create, api_token_revoke
@@ -122,18 +122,28 @@ class AgentSessionAdmin(ReadOnlyAdmin):
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = [
-        "delivery_id",
-        "event",
-        "action",
-        "repository",
-        "sender",
-        "outcome",
-        "reason",
-        "received",
-    ]
+        "delivery_id", "event", "action", "repository", "sender", "outcome", "reason", "task",
+        "duplicates", "received",
+    ]  # fmt: skip
     list_filter = ["outcome", "event", "repository", ("received", admin.DateFieldListFilter)]
     search_fields = ["=delivery_id", "sender", "repository"]
     date_hierarchy = "received"
+    actions = ["replay"]
+
+    @admin.action(description="Replay selected deliveries (as new deliveries)")
+    def replay(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        for delivery in queryset:
+            try:
+                replayed = webhooks.replay_delivery(delivery)
+            except ValueError as exc:
+                self.message_user(request, f"{delivery.delivery_id}: {exc}", messages.WARNING)
+                continue
+            self.message_user(
+                request,
+                f"Replayed {delivery.delivery_id} as {replayed.delivery_id}: "
+                f"{replayed.outcome} {replayed.reason}".strip(),
+                messages.SUCCESS,
+            )
 
 
 @admin.register(GitHubRepository)

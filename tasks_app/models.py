@@ -171,7 +171,8 @@ class GitHubRepository(models.Model):
 
 
 class WebhookDelivery(models.Model):
-    delivery_id = models.CharField(max_length=100, unique=True)
+    # Unverified requests are recorded too, but must not squat on a real delivery's id.
+    delivery_id = models.CharField(max_length=100)
     event = models.CharField(max_length=64, blank=True)
     action = models.CharField(max_length=64, blank=True)
     repository = models.CharField(max_length=200, blank=True)
@@ -183,11 +184,19 @@ class WebhookDelivery(models.Model):
         Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
     )
     ack_comment_id = models.BigIntegerField(null=True, blank=True)
+    duplicates = models.PositiveIntegerField(default=0)
     received = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["delivery_id"],
+                condition=~models.Q(outcome="rejected"),
+                name="one_verified_delivery_per_id",
+            )
+        ]
         indexes = [
             models.Index(fields=["outcome", "-received"], name="delivery_outcome_received"),
             models.Index(fields=["repository", "-received"], name="delivery_repo_received"),

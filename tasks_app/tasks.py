@@ -5,19 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from celery import Task as CeleryTask
 from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
 
 from tasks_app import worker  # noqa: F401 - connects the worker's process signals
-from tasks_app.services import dead_letters, maintenance
+from tasks_app.services import dead_letters, github_jobs, maintenance
 from tasks_app.services.claims import claim_next_task
+from tasks_app.services.dispatch import PROCESS_DELIVERY, REPORT_OUTCOME, RUN_NEXT_TASK
 from tasks_app.services.execution import execute_claimed_task
+from tasks_app.services.github import GitHubTransientError
 
 log = structlog.get_logger(__name__)
 
 
-@shared_task(
-    name="tasks_app.run_next_agent_task", bind=True, acks_late=True, reject_on_worker_lost=True
-)
+@shared_task(name=RUN_NEXT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_next_agent_task(self: Any) -> int | None:
     """A wake-up: claim the best task this worker may run now and run it.
 
@@ -46,3 +49,42 @@ def reap_stale_tasks() -> int:
 @shared_task(name="tasks_app.redispatch_queued_tasks")
 def redispatch_queued_tasks() -> int:
     return maintenance.redispatch_queued_tasks()
+
+
+class GitHubJob(CeleryTask):
+    """Retry policy of every job that talks to GitHub; exhausted jobs become dead letters."""
+
+    acks_late = True
+    max_retries = settings.GITHUB_JOB_MAX_RETRIES
+    retry_backoff_s = 2
+    retry_backoff_max_s = 300
+
+    def countdown(self, exc: GitHubTransientError) -> float:
+        backoff = get_exponential_backoff_interval(
+            self.retry_backoff_s, self.request.retries, self.retry_backoff_max_s, full_jitter=True
+        )
+        # GitHub says when to come back after a rate limit; never sooner than that.
+        return max(backoff, exc.retry_after_s or 0.0)
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        delivery_pk = args[0] if self.name == PROCESS_DELIVERY else None
+        task_pk = args[0] if self.name == REPORT_OUTCOME else None
+        github_jobs.job_failed(
+            job=self.name, delivery_pk=delivery_pk, task_id=task_pk, error=str(exc)
+        )
+
+
+@shared_task(name=PROCESS_DELIVERY, base=GitHubJob, bind=True)
+def process_github_delivery(self: GitHubJob, delivery_pk: int) -> None:
+    try:
+        github_jobs.process_delivery(delivery_pk)
+    except GitHubTransientError as exc:
+        raise self.retry(exc=exc, countdown=self.countdown(exc)) from exc
+
+
+@shared_task(name=REPORT_OUTCOME, base=GitHubJob, bind=True)
+def report_github_outcome(self: GitHubJob, task_pk: int) -> None:
+    try:
+        github_jobs.report_outcome(task_pk)
+    except GitHubTransientError as exc:
+        raise self.retry(exc=exc, countdown=self.countdown(exc)) from exc

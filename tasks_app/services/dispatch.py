@@ -11,7 +11,10 @@ from celery import current_app
 from django.db import transaction
 
 AGENT_QUEUE = "agent"
+GITHUB_QUEUE = "github"
 RUN_NEXT_TASK = "tasks_app.run_next_agent_task"
+PROCESS_DELIVERY = "tasks_app.github.process_delivery"
+REPORT_OUTCOME = "tasks_app.github.report_outcome"
 
 
 def publish_wakeup(*, countdown: float | None = None) -> None:
@@ -20,3 +23,13 @@ def publish_wakeup(*, countdown: float | None = None) -> None:
 
 def publish_wakeup_on_commit(*, countdown: float | None = None) -> None:
     transaction.on_commit(lambda: publish_wakeup(countdown=countdown))
+
+
+def publish_delivery_processing_on_commit(delivery_pk: int) -> None:
+    transaction.on_commit(
+        lambda: current_app.send_task(PROCESS_DELIVERY, args=[delivery_pk], queue=GITHUB_QUEUE)
+    )
+
+
+def publish_outcome_report(task_pk: int) -> None:
+    current_app.send_task(REPORT_OUTCOME, args=[task_pk], queue=GITHUB_QUEUE)

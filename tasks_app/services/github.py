@@ -1,0 +1,123 @@
+"""A small GitHub REST client: permission lookups and issue comments.
+
+Errors are sorted for the job's retry policy: transient ones (5xx, 429, rate-limit 403)
+carry how long to wait; permanent ones end the job.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+WRITE_ROLES = frozenset({"admin", "maintain", "write"})
+
+
+class GitHubError(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GitHubTransientError(GitHubError):
+    def __init__(
+        self, message: str, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, status)
+        self.retry_after_s = retry_after_s
+
+
+class GitHubPermanentError(GitHubError):
+    pass
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    if "retry-after" in response.headers:
+        try:
+            return max(0.0, float(response.headers["retry-after"]))
+        except ValueError:
+            return None
+    if response.headers.get("x-ratelimit-remaining") == "0":
+        try:
+            return max(0.0, float(response.headers["x-ratelimit-reset"]) - time.time())
+        except (KeyError, ValueError):
+            return None
+    return None
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        message = str(response.json().get("message", ""))[:200]
+    except ValueError:
+        message = response.text[:200]
+    status = response.status_code
+    request = response.request
+    description = f"GitHub answered {status} to {request.method} {request.url.path}: {message}"
+    exhausted = response.headers.get("x-ratelimit-remaining") == "0"
+    rate_limited = status == 429 or (
+        status == 403 and (exhausted or "rate limit" in message.lower())
+    )
+    if status >= 500 or rate_limited:
+        raise GitHubTransientError(description, status, _retry_after(response))
+    raise GitHubPermanentError(description, status)
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    html_url: str
+
+
+class GitHubClient:
+    def __init__(self, token: str | None = None, base_url: str | None = None) -> None:
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "agentsite",
+        }
+        token = token if token is not None else settings.GITHUB_TOKEN
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(
+            base_url=base_url or settings.GITHUB_API_URL,
+            headers=headers,
+            timeout=settings.GITHUB_API_TIMEOUT_S,
+        )
+
+    def __enter__(self) -> GitHubClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise GitHubTransientError(f"GitHub unreachable: {exc}") from exc
+        _raise_for(response)
+        return response
+
+    def permission(self, repo: str, user: str) -> str:
+        """The user's role on the repository ("none" for strangers)."""
+        try:
+            response = self._request("GET", f"/repos/{repo}/collaborators/{user}/permission")
+        except GitHubPermanentError as exc:
+            if exc.status == 404:  # not a collaborator (or a private repo we can't see)
+                return "none"
+            raise
+        body = response.json()
+        # GitHub reports maintain as "write" in `permission`; `role_name` is precise.
+        return str(body.get("role_name") or body.get("permission") or "none")
+
+    def create_comment(self, repo: str, number: int, body: str) -> Comment:
+        data = self._request("POST", f"/repos/{repo}/issues/{number}/comments", json={"body": body})
+        return Comment(int(data.json()["id"]), str(data.json().get("html_url", "")))
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
+        self._request("PATCH", f"/repos/{repo}/issues/comments/{comment_id}", json={"body": body})

@@ -1,0 +1,108 @@
+"""Verifying and recording GitHub deliveries; accepted ones become a job on commit.
+
+Everything here is cheap (an HMAC, a parse, one or two inserts): the webhook answers in
+milliseconds and never waits on GitHub or on a worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from tasks_app.models import DeliveryOutcome, WebhookDelivery
+from tasks_app.services import dispatch
+from tasks_app.services.github_events import NotATrigger, classify
+
+
+@dataclass(frozen=True)
+class DeliveryAnswer:
+    status: int
+    body: dict[str, Any]
+
+
+def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+
+
+def record_rejection(*, delivery_id: str, event: str, reason: str) -> None:
+    # Unverified: the claimed id is kept in the reason, never in the unique column.
+    WebhookDelivery.objects.create(
+        delivery_id=f"rejected-{uuid.uuid4().hex}",
+        event=event[:64],
+        outcome=DeliveryOutcome.REJECTED,
+        reason=f"{reason} (claimed delivery {delivery_id[:60] or '-'})"[:200],
+    )
+
+
+def parse_payload(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _summary_fields(event: str, payload: dict[str, Any]) -> dict[str, str]:
+    def name(key: str, field: str) -> str:
+        value = payload.get(key)
+        return str(value.get(field, ""))[:200] if isinstance(value, dict) else ""
+
+    return {
+        "event": event[:64],
+        "action": str(payload.get("action", ""))[:64],
+        "repository": name("repository", "full_name"),
+        "sender": name("sender", "login")[:100],
+    }
+
+
+def record_delivery(*, delivery_id: str, event: str, payload: dict[str, Any]) -> DeliveryAnswer:
+    """Record a verified delivery once; accepted triggers get a processing job."""
+    fields = _summary_fields(event, payload)
+    outcome, reason = DeliveryOutcome.ACCEPTED, ""
+    if event == "ping":
+        outcome, reason = DeliveryOutcome.IGNORED, "ping"
+    else:
+        try:
+            classify(event, payload)
+        except NotATrigger as exc:
+            outcome, reason = DeliveryOutcome.IGNORED, str(exc)
+    try:
+        with transaction.atomic():
+            delivery = WebhookDelivery.objects.create(
+                delivery_id=delivery_id, outcome=outcome, reason=reason, payload=payload, **fields
+            )
+            if outcome == DeliveryOutcome.ACCEPTED:
+                dispatch.publish_delivery_processing_on_commit(delivery.pk)
+    except IntegrityError:
+        # GitHub redelivers; concurrent copies race here and the unique index picks one.
+        WebhookDelivery.objects.filter(delivery_id=delivery_id).exclude(
+            outcome=DeliveryOutcome.REJECTED
+        ).update(duplicates=F("duplicates") + 1)
+        return DeliveryAnswer(200, {"outcome": "duplicate", "delivery": delivery_id})
+    if outcome == DeliveryOutcome.ACCEPTED:
+        return DeliveryAnswer(202, {"outcome": "accepted", "delivery": delivery_id})
+    return DeliveryAnswer(200, {"outcome": "ignored", "reason": reason, "delivery": delivery_id})
+
+
+def replay_delivery(delivery: WebhookDelivery) -> WebhookDelivery:
+    """Process a recorded delivery again, as a new delivery of the same payload."""
+    if delivery.payload is None:
+        raise ValueError("This delivery has no stored payload to replay.")
+    replay_id = f"{delivery.delivery_id[:60]}:replay:{uuid.uuid4().hex[:8]}"
+    record_delivery(delivery_id=replay_id, event=delivery.event, payload=delivery.payload)
+    return WebhookDelivery.objects.get(delivery_id=replay_id)
+
+
+def webhook_configured() -> bool:
+    return bool(settings.GITHUB_WEBHOOK_SECRET)
