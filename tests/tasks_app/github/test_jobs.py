@@ -21,7 +21,6 @@ from tests.factories import make_user
 from tests.fakes.github_api import FakeGitHub
 from tests.tasks_app.github.payloads import REPO, issue_comment
 
-O = DeliveryOutcome
 TOKEN = "ghp_test_token_123456"
 
 
@@ -61,7 +60,7 @@ def accepted(payload=None, delivery_id="d-1") -> WebhookDelivery:
         action="created",
         repository=payload["repository"]["full_name"],
         sender=payload["sender"]["login"],
-        outcome=O.ACCEPTED,
+        outcome=DeliveryOutcome.ACCEPTED,
         payload=payload,
     )
 
@@ -105,7 +104,7 @@ def test_sender_without_write_permission_is_ignored(github, repo, role, shown):
     delivery = accepted()
     github_jobs.process_delivery(delivery.pk)
     delivery.refresh_from_db()
-    assert delivery.outcome == O.IGNORED
+    assert delivery.outcome == DeliveryOutcome.IGNORED
     assert delivery.reason == f"sender has {shown} permission, not write"
     assert not Task.objects.exists() and github.comments(repo=REPO) == []
 
@@ -190,5 +189,5 @@ def test_permanently_failed_job_marks_delivery_failed_and_leaves_a_dead_letter(d
             error="GitHub answered 401: Bad credentials",
         )
     delivery.refresh_from_db()
-    assert delivery.outcome == O.FAILED and "401" in delivery.reason
+    assert delivery.outcome == DeliveryOutcome.FAILED and "401" in delivery.reason
     assert publish.call_args.kwargs["delivery_id"] == delivery.pk

@@ -9,10 +9,9 @@ from django.test import Client
 
 from tasks_app.models import DeliveryOutcome, GitHubRepository, WebhookDelivery
 from tests.factories import make_user
-from tests.tasks_app.github.payloads import REPO, SECRET, encode, headers, issue_comment
+from tests.tasks_app.github.payloads import REPO, SECRET, encode, headers, issue_comment, user
 
 URL = "/webhooks/github/"
-O = DeliveryOutcome
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +51,7 @@ def test_without_secret_is_503_and_recorded(client, settings, db):
 def test_body_over_1_mib_is_413(client, db):
     response = post(client, body=b" " * (1_048_576 + 1))
     assert response.status_code == 413
-    assert WebhookDelivery.objects.get().outcome == O.REJECTED
+    assert WebhookDelivery.objects.get().outcome == DeliveryOutcome.REJECTED
 
 
 def test_declared_length_over_1_mib_is_413_without_reading_the_body(db):
@@ -80,7 +79,9 @@ def test_missing_or_wrong_signature_is_401(client, repo, sent, signature, detail
     assert response.status_code == 401
     assert detail in response.json()["detail"]
     recorded = WebhookDelivery.objects.get()
-    assert recorded.outcome == O.REJECTED and "claimed delivery d-1" in recorded.reason
+    assert (
+        recorded.outcome == DeliveryOutcome.REJECTED and "claimed delivery d-1" in recorded.reason
+    )
     assert not sent.called
 
 
@@ -111,7 +112,11 @@ def test_trigger_is_202_recorded_and_enqueued_after_commit(
     assert response.status_code == 202
     assert response.json() == {"outcome": "accepted", "delivery": "abc-1"}
     delivery = WebhookDelivery.objects.get()
-    assert (delivery.outcome, delivery.repository, delivery.sender) == (O.ACCEPTED, REPO, "alice")
+    assert (delivery.outcome, delivery.repository, delivery.sender) == (
+        DeliveryOutcome.ACCEPTED,
+        REPO,
+        "alice",
+    )
     sent.assert_called_once_with(
         "tasks_app.github.process_delivery", args=[delivery.pk], queue="github"
     )
@@ -122,7 +127,7 @@ def test_same_delivery_again_is_200_duplicate_and_counted(client, repo, sent):
     response = post(client, issue_comment(), delivery="dup-1")
     assert response.status_code == 200 and response.json()["outcome"] == "duplicate"
     delivery = WebhookDelivery.objects.get(delivery_id="dup-1")
-    assert delivery.duplicates == 1 and delivery.outcome == O.ACCEPTED
+    assert delivery.duplicates == 1 and delivery.outcome == DeliveryOutcome.ACCEPTED
 
 
 @pytest.mark.parametrize(
@@ -153,18 +158,26 @@ def test_disabled_repository_is_ignored(client, repo, sent):
     assert post(client, issue_comment()).json()["reason"] == "repository disabled"
 
 
+def issue_opened() -> dict:
+    payload = issue_comment()
+    issue = {**payload["issue"], "body": "@claude triage this", "user": user("alice")}
+    return {**payload, "action": "opened", "issue": issue}
+
+
+def review_comment() -> dict:
+    return {
+        "action": "created",
+        "pull_request": {"number": 3, "title": "Add x", "html_url": f"https://github.com/{REPO}"},
+        "comment": {"id": 9, "body": "@Claude tidy this up", "user": user("alice")},
+        "repository": {"full_name": REPO},
+        "sender": user("alice"),
+    }
+
+
 @pytest.mark.parametrize(
     ("event", "payload"),
-    [
-        ("issues", {**issue_comment(), "action": "opened", "issue": {
-            **issue_comment()["issue"], "body": "@claude triage this", "user": {"login": "alice", "type": "User"}}}),
-        ("pull_request_review_comment", {
-            "action": "created",
-            "pull_request": {"number": 3, "title": "Add x", "html_url": "https://github.com/acme/widgets/pull/3"},
-            "comment": {"id": 9, "body": "@Claude tidy this up", "user": {"login": "alice", "type": "User"}},
-            "repository": {"full_name": REPO}, "sender": {"login": "alice", "type": "User"}}),
-    ],
-)  # fmt: skip
+    [("issues", issue_opened()), ("pull_request_review_comment", review_comment())],
+)
 def test_other_trigger_events_are_accepted(client, repo, sent, event, payload):
     assert post(client, payload, event=event).status_code == 202
 
