@@ -3,6 +3,10 @@
 Django's ASGI handler spools the whole body before any view runs, so a size check in
 a view comes too late to protect memory and disk; this one answers 413 from the
 Content-Length alone, and counts chunked bodies as they arrive.
+
+The answer keeps the connection open: the server then discards the rest of the body as
+it arrives. Closing with unread data would make the kernel reset the connection, and
+the client would see a reset instead of the 413.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ async def send_413(send: Send, limit: int) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
             ],
         }
     )

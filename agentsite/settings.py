@@ -98,8 +98,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # pytest-django's default in-memory test database is invisible to worker processes.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Under ASGI every request runs its sync code in a thread of its own, so persistent
+    # per-thread connections would grow with concurrency; a bounded pool does not.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Agent execution ------------------------------------------------------------------
@@ -299,8 +305,16 @@ AGENT_MAX_WS_PER_USER = env.int("AGENT_MAX_WS_PER_USER", default=50)
 # the database for events whose push was lost; a slot expires after three missed beats.
 AGENT_WS_HEARTBEAT_S = env.int("AGENT_WS_HEARTBEAT_S", default=20)
 # redis-py 8 made socket_timeout default to 5 s, exactly channels-redis's blocking BZPOPMIN
-# time, so every consumer idle for 5 s crashed with "Timeout reading" (django/channels_redis
-# #422). Reads get room above the pop; a dead connection is still noticed.
+# time: every consumer idle for 5 s crashed with "Timeout reading" (django/channels_redis
+# #422). Any read timeout also wraps that pop in a timeout context that can swallow a
+# consumer's cancellation (redis/redis-py#2551): its receive loop then runs forever and
+# the web server never finishes shutting down. So no read timeout, as before redis-py 8;
+# the pop itself returns every 5 s, and keepalive notices a dead peer.
 CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
-    {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}
+    {
+        "address": REDIS_URL,
+        "socket_timeout": None,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+    }
 ]
