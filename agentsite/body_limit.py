@@ -47,6 +47,13 @@ def declared_length(scope: Scope) -> int | None:
     return None
 
 
+def is_chunked(scope: Scope) -> bool:
+    return any(
+        name == b"transfer-encoding" and b"chunked" in value.lower()
+        for name, value in scope.get("headers", [])
+    )
+
+
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -57,13 +64,14 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         length = declared_length(scope)
-        if length is not None:
-            if length > self.max_bytes:
-                await send_413(send, self.max_bytes)
-                return
-            await self.app(scope, receive, send)
+        if length is not None and length > self.max_bytes:
+            await send_413(send, self.max_bytes)
             return
-        await self._buffer_chunked(scope, receive, send)
+        if length is None and is_chunked(scope):
+            await self._buffer_chunked(scope, receive, send)
+            return
+        # A declared length is enforced by the server; no length and no chunking: no body.
+        await self.app(scope, receive, send)
 
     async def _buffer_chunked(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read a body of unknown length up to the limit, then replay it to the app."""

@@ -123,7 +123,10 @@ class EventsPageOutput(serializers.Serializer):
 
 
 class SessionCreateInput(serializers.Serializer):
-    title = CleanTextField(required=False, allow_blank=True, max_length=200, default="")
+    # Untrimmed, so max_length applies to what was sent (as the schema promises).
+    title = CleanTextField(
+        required=False, allow_blank=True, max_length=200, default="", trim_whitespace=False
+    )
 
 
 class SessionOutput(serializers.ModelSerializer):

@@ -21,7 +21,7 @@ def session_create(
 ) -> AgentSession:
     session = AgentSession.objects.create(
         owner=owner,
-        title=title[:200],
+        title=title.strip()[:200],
         source=source,
         github_repository=github_repository,
         github_number=github_number,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 from tasks_app.models import DeliveryOutcome, WebhookDelivery
@@ -66,6 +66,22 @@ def _summary_fields(event: str, payload: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def insert_once(**fields: Any) -> WebhookDelivery | None:
+    """Insert a delivery, or None when its id was recorded already.
+
+    The webhook runs in autocommit, where the INSERT alone is atomic; a transaction
+    would add two round trips to every delivery. Inside a caller's transaction a
+    savepoint keeps a duplicate from breaking it.
+    """
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic():
+                return WebhookDelivery.objects.create(**fields)
+        return WebhookDelivery.objects.create(**fields)
+    except IntegrityError:
+        return None
+
+
 def record_delivery(*, delivery_id: str, event: str, payload: dict[str, Any]) -> DeliveryAnswer:
     """Record a verified delivery once; accepted triggers get a processing job."""
     fields = _summary_fields(event, payload)
@@ -77,19 +93,17 @@ def record_delivery(*, delivery_id: str, event: str, payload: dict[str, Any]) ->
             classify(event, payload)
         except NotATrigger as exc:
             outcome, reason = DeliveryOutcome.IGNORED, str(exc)
-    try:
-        with transaction.atomic():
-            delivery = WebhookDelivery.objects.create(
-                delivery_id=delivery_id, outcome=outcome, reason=reason, payload=payload, **fields
-            )
-            if outcome == DeliveryOutcome.ACCEPTED:
-                dispatch.publish_delivery_processing_on_commit(delivery.pk)
-    except IntegrityError:
+    delivery = insert_once(
+        delivery_id=delivery_id, outcome=outcome, reason=reason, payload=payload, **fields
+    )
+    if delivery is None:
         # GitHub redelivers; concurrent copies race here and the unique index picks one.
         WebhookDelivery.objects.filter(delivery_id=delivery_id).exclude(
             outcome=DeliveryOutcome.REJECTED
         ).update(duplicates=F("duplicates") + 1)
         return DeliveryAnswer(200, {"outcome": "duplicate", "delivery": delivery_id})
+    if outcome == DeliveryOutcome.ACCEPTED:
+        dispatch.publish_delivery_processing_on_commit(delivery.pk)
     if outcome == DeliveryOutcome.ACCEPTED:
         return DeliveryAnswer(202, {"outcome": "accepted", "delivery": delivery_id})
     return DeliveryAnswer(200, {"outcome": "ignored", "reason": reason, "delivery": delivery_id})

@@ -50,16 +50,25 @@ def test_declared_length_over_limit_is_413_without_reading_the_body():
     assert (status, reads, inner.bodies) == (413, 0, [])
 
 
+CHUNKED = [(b"transfer-encoding", b"chunked")]
+
+
 def test_chunked_body_over_limit_is_413_and_stops_reading():
     inner = RecordingApp()
-    status, reads = call(BodySizeLimit(inner, 10), [], [b"x" * 6, b"x" * 6, b"x" * 6])
+    status, reads = call(BodySizeLimit(inner, 10), CHUNKED, [b"x" * 6, b"x" * 6, b"x" * 6])
     assert (status, reads, inner.bodies) == (413, 2, [])
 
 
 def test_body_within_limit_reaches_the_app_whole():
     inner = RecordingApp()
-    status, _ = call(BodySizeLimit(inner, 10), [], [b"abc", b"defg"])
+    status, _ = call(BodySizeLimit(inner, 10), CHUNKED, [b"abc", b"defg"])
     assert (status, inner.bodies) == (200, [b"abcdefg"])
+
+
+def test_request_without_body_passes_straight_through():
+    inner = RecordingApp()
+    status, reads = call(BodySizeLimit(inner, 10), [], [b""])
+    assert (status, reads, inner.bodies) == (200, 1, [b""])
 
 
 @pytest.mark.integration

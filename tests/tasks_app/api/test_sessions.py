@@ -24,3 +24,9 @@ def test_session_with_overlong_title_is_400(api):
     response = api.post("/api/sessions/", {"title": "x" * 201}, format="json")
     assert response.status_code == 400
     assert "title" in response.json()
+
+
+def test_session_title_length_counts_what_was_sent(api):
+    assert api.post("/api/sessions/", {"title": " " + "x" * 200}, format="json").status_code == 400
+    created = api.post("/api/sessions/", {"title": "  padded  "}, format="json")
+    assert created.json()["title"] == "padded"
