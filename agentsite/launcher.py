@@ -169,10 +169,19 @@ def run_supervised(argv: Sequence[str], env: dict[str, str]) -> int:
         stop(process)
 
 
+def fresh_metrics_dir(env: dict[str, str]) -> None:
+    """prometheus_client's multiprocess files; stale ones from a last run must go."""
+    path = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR / "prometheus")))
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
 def command_run() -> int:
     env = base_env()
     ensure_cli(env)
     VAR.mkdir(exist_ok=True)
+    fresh_metrics_dir(env)
     with redis_url(env) as url:
         env["REDIS_URL"] = url
         env["FLOWER_BASIC_AUTH"] = flower_basic_auth(env)

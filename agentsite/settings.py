@@ -296,6 +296,11 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
+# /metrics answers loopback without it; anyone else must send it as a bearer token.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Workers on other machines can serve their own metrics on this port (0 = off).
+AGENT_WORKER_METRICS_PORT = env.int("AGENT_WORKER_METRICS_PORT", default=0)
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = logging_dict(LOG_LEVEL, env.str("LOG_FORMAT", default="json"))
 configure_structlog()

@@ -8,13 +8,20 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import threading
 from typing import Any
 
 import structlog
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 from django.conf import settings
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from redis.exceptions import RedisError
 
 from tasks_app.services import draining
@@ -30,6 +37,26 @@ def die_with_main_process(**_: Any) -> None:
     # A pool process whose main process was SIGKILLed would otherwise keep running its
     # CLI unsupervised while the task is reaped and run again elsewhere.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@worker_process_shutdown.connect
+def forget_process_metrics(**_: Any) -> None:
+    """Live gauges (running CLIs) must not keep counting a pool process that exited."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())
+
+
+def serve_worker_metrics() -> None:
+    """For workers on other machines, whose multiprocess files web cannot read."""
+    port = settings.AGENT_WORKER_METRICS_PORT
+    if not port:
+        return
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr="127.0.0.1", registry=registry)
+    log.info("worker_metrics_served", port=port)
 
 
 def cli_works() -> bool:
@@ -69,6 +96,7 @@ class CliGate(threading.Thread):
 
 @worker_ready.connect
 def gate_agent_queue_on_cli(sender: Any, **_: Any) -> None:
+    serve_worker_metrics()
     try:
         draining.stop_draining(sender.hostname)
     except RedisError as exc:

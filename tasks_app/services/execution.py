@@ -20,6 +20,7 @@ from cli_exec.claude import ClaudeOptions, RunSummary, Verdict, build_argv, buil
 from cli_exec.events import CliEvent, EventKind
 from cli_exec.runner import CliCommand, CliRun, RunLimits, RunOutcome, StopReason
 from tasks_app import selectors
+from tasks_app.metrics import CLI_PROCESSES
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import outcomes, transcripts
 from tasks_app.services.cli_binary import resolve_cli
@@ -173,7 +174,11 @@ def execute_claimed_task(task: Task) -> TaskStatus | None:
         except (CliStartError, OSError) as exc:
             summary = outcomes.refusal(f"The CLI could not be started: {exc}.", transient=True)
             return outcomes.finish_attempt(task, attempt=attempt, summary=summary, final_events=[])
-        cause = supervise(run, writer, monitor)
+        CLI_PROCESSES.inc()
+        try:
+            cause = supervise(run, writer, monitor)
+        finally:
+            CLI_PROCESSES.dec()
         outcome: RunOutcome = run.outcome
     if cause is StopCause.LOST:
         log.warning("attempt_lost_ownership")

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from tasks_app.metrics import WEBHOOK_DELIVERIES
 from tasks_app.models import (
     AgentSession,
     DeliveryOutcome,
@@ -144,6 +145,7 @@ def report_outcome(task_id: int) -> None:
 def job_failed(*, job: str, delivery_pk: int | None, task_id: int | None, error: str) -> None:
     """A job that will not be retried again: record why, and leave a dead letter."""
     reason = error[:2000]
+    WEBHOOK_DELIVERIES.labels(DeliveryOutcome.FAILED.value).inc()
     if delivery_pk is not None:
         WebhookDelivery.objects.filter(pk=delivery_pk).update(
             outcome=DeliveryOutcome.FAILED, reason=reason[:200], processed_at=timezone.now()

@@ -10,10 +10,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from kombu.exceptions import ChannelError
 
+from tasks_app.metrics import TASK_RETRIES, queue_length
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import dead_letters, dispatch, lifecycle
+from tasks_app.services.outcomes import observe_ending
 from tasks_app.signals import task_finished
 
 log = structlog.get_logger(__name__)
@@ -54,7 +55,9 @@ def _reap(task: Task, cutoff: datetime) -> bool:
             return False
         if retry:
             dispatch.publish_wakeup_on_commit()
+            TASK_RETRIES.labels("worker_lost").inc()
         else:
+            observe_ending(task, TaskStatus.DEAD_LETTER)
             dead_letters.publish_on_commit(
                 job=dispatch.RUN_NEXT_TASK,
                 reason=task.error,
@@ -67,14 +70,8 @@ def _reap(task: Task, cutoff: datetime) -> bool:
 
 
 def agent_queue_length() -> int:
-    """Messages waiting in the agent queue (not those a worker already reserved)."""
     with current_app.connection_for_read() as conn:
-        try:
-            declared = conn.default_channel.queue_declare(queue=dispatch.AGENT_QUEUE, passive=True)
-        except ChannelError as exc:  # AMQP: the queue was never declared, so it is empty
-            log.info("agent_queue_unknown", error=str(exc))
-            return 0
-    return int(declared.message_count)
+        return queue_length(conn, dispatch.AGENT_QUEUE)
 
 
 def redispatch_queued_tasks() -> int:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from cli_exec.claude import RunSummary, Verdict
 from tasks_app.jsonsafe import without_nul
+from tasks_app.metrics import DEAD_LETTERS, RUN_SECONDS, TASK_RETRIES, TASKS_FINISHED, record_cost
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import dead_letters, dispatch, lifecycle
 from tasks_app.services.events import NewEvent, StreamOwnershipLost, append_events
@@ -130,14 +131,28 @@ def finish_attempt(
     except (StreamOwnershipLost, _AttemptLost):
         log.warning("attempt_finished_too_late", attempt=attempt, wanted=status.value)
         return None
+    record_cost(summary.cost_usd)
+    if status is TaskStatus.QUEUED:
+        TASK_RETRIES.labels("handed_back" if handed_back else "transient").inc()
     after_ending(task, status, delay)
     return status
+
+
+def observe_ending(task: Task, status: TaskStatus) -> None:
+    TASKS_FINISHED.labels(status.value).inc()
+    if task.started_at and task.finished_at:
+        seconds = (task.finished_at - task.started_at).total_seconds()
+        RUN_SECONDS.labels(status.value).observe(max(seconds, 0.0))
+    if status is TaskStatus.DEAD_LETTER:
+        DEAD_LETTERS.inc()
 
 
 def after_ending(task: Task, status: TaskStatus, retry_delay_s: float | None) -> None:
     """What follows an ending, published once the ending is committed."""
     if status is TaskStatus.QUEUED and retry_delay_s:
         dispatch.publish_wakeup_on_commit(countdown=retry_delay_s)
+    if status in TaskStatus.terminal():
+        observe_ending(task, status)
     if status is TaskStatus.DEAD_LETTER:
         dead_letters.publish_on_commit(
             job="tasks_app.run_next_agent_task",

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
+from tasks_app.metrics import WEBHOOK_DELIVERIES
 from tasks_app.models import DeliveryOutcome, WebhookDelivery
 from tasks_app.services import dispatch
 from tasks_app.services.github_events import NotATrigger, classify
@@ -37,6 +38,7 @@ def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
 
 def record_rejection(*, delivery_id: str, event: str, reason: str) -> None:
     # Unverified: the claimed id is kept in the reason, never in the unique column.
+    WEBHOOK_DELIVERIES.labels(DeliveryOutcome.REJECTED.value).inc()
     WebhookDelivery.objects.create(
         delivery_id=f"rejected-{uuid.uuid4().hex}",
         event=event[:64],
@@ -101,7 +103,9 @@ def record_delivery(*, delivery_id: str, event: str, payload: dict[str, Any]) ->
         WebhookDelivery.objects.filter(delivery_id=delivery_id).exclude(
             outcome=DeliveryOutcome.REJECTED
         ).update(duplicates=F("duplicates") + 1)
+        WEBHOOK_DELIVERIES.labels(DeliveryOutcome.DUPLICATE.value).inc()
         return DeliveryAnswer(200, {"outcome": "duplicate", "delivery": delivery_id})
+    WEBHOOK_DELIVERIES.labels(outcome.value).inc()
     if outcome == DeliveryOutcome.ACCEPTED:
         dispatch.publish_delivery_processing_on_commit(delivery.pk)
     if outcome == DeliveryOutcome.ACCEPTED:
