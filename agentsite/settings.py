@@ -183,10 +183,27 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": AGENT_TASK_TIMEOUT_S + 900}
 CELERY_TASK_TIME_LIMIT = AGENT_TASK_TIMEOUT_S + 300
 
+# redis-py 8 made socket_timeout default to 5 s, exactly channels-redis's blocking BZPOPMIN
+# time: every consumer idle for 5 s crashed with "Timeout reading" (django/channels_redis
+# #422). Any read timeout also wraps that pop in a timeout context that can swallow a
+# consumer's cancellation (redis/redis-py#2551): its receive loop then runs forever and
+# the web server never finishes shutting down. So no read timeout, as before redis-py 8;
+# the pop itself returns every 5 s, and keepalive notices a dead peer.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "agentsite:ws", "capacity": 5000},
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": None,
+                    "socket_connect_timeout": 5,
+                    "socket_keepalive": True,
+                }
+            ],
+            "prefix": "agentsite:ws",
+            "capacity": 5000,
+        },
     },
 }
 
@@ -313,17 +330,3 @@ AGENT_MAX_WS_PER_USER = env.int("AGENT_MAX_WS_PER_USER", default=50)
 # How often an open socket renews its connection slot and group membership, and re-reads
 # the database for events whose push was lost; a slot expires after three missed beats.
 AGENT_WS_HEARTBEAT_S = env.int("AGENT_WS_HEARTBEAT_S", default=20)
-# redis-py 8 made socket_timeout default to 5 s, exactly channels-redis's blocking BZPOPMIN
-# time: every consumer idle for 5 s crashed with "Timeout reading" (django/channels_redis
-# #422). Any read timeout also wraps that pop in a timeout context that can swallow a
-# consumer's cancellation (redis/redis-py#2551): its receive loop then runs forever and
-# the web server never finishes shutting down. So no read timeout, as before redis-py 8;
-# the pop itself returns every 5 s, and keepalive notices a dead peer.
-CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
-    {
-        "address": REDIS_URL,
-        "socket_timeout": None,
-        "socket_connect_timeout": 5,
-        "socket_keepalive": True,
-    }
-]

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet, Sum
+from django.db.models import Count, Prefetch, QuerySet, Sum
 from django.utils import timezone
 
 from tasks_app.filters import TaskFilter
@@ -55,3 +55,16 @@ def user_spent_today(*, owner: AbstractBaseUser) -> Decimal:
         total=Sum("cost_usd")
     )["total"]
     return total or Decimal("0")
+
+
+SESSION_RECENT_TASKS = 10
+
+
+def session_list_with_recent_tasks(*, owner: AbstractBaseUser) -> QuerySet[AgentSession]:
+    """The owner's sessions, newest first, each with `task_count` and `recent_tasks`."""
+    recent = Task.objects.order_by("-created", "-id")[:SESSION_RECENT_TASKS]
+    return (
+        session_list(owner=owner)
+        .annotate(task_count=Count("tasks"))
+        .prefetch_related(Prefetch("tasks", queryset=recent, to_attr="recent_tasks"))
+    )

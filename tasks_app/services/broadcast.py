@@ -24,6 +24,8 @@ from channels.layers import get_channel_layer
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from tasks_app.jsonsafe import PostgresSafeJSONEncoder
+
 if TYPE_CHECKING:
     from tasks_app.models import Task, TaskEvent
 
@@ -67,15 +69,27 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
         return
     try:
         async_to_sync(layer.group_send)(group, message)
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, TypeError, ValueError) as exc:
+        # TypeError/ValueError: msgpack refused a payload. Either way the caller's
+        # transaction is committed and must not fail now; consumers read the database.
         log.warning("broadcast_failed", group=group, error=str(exc))
 
 
 def _inline_events(events: Sequence[TaskEvent]) -> list[dict[str, Any]]:
-    size = sum(len(json.dumps(e.payload)) for e in events)
-    if size > MAX_INLINE_PAYLOAD_BYTES:
-        return []
-    return [event_message(e) for e in events]
+    """The batch's wire messages, or [] when it is too large to push inline.
+
+    Payloads go through the model field's encoder, so a pushed event is exactly what a
+    replay reads back (NUL as U+FFFD, decimals as strings) and msgpack only sees JSON.
+    """
+    messages: list[dict[str, Any]] = []
+    size = 0
+    for event in events:
+        encoded = json.dumps(event.payload, cls=PostgresSafeJSONEncoder)
+        size += len(encoded)
+        if size > MAX_INLINE_PAYLOAD_BYTES:
+            return []
+        messages.append({**event_message(event), "payload": json.loads(encoded)})
+    return messages
 
 
 def _fresh_snapshot(task_id: int) -> dict[str, Any] | None:
