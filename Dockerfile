@@ -7,7 +7,13 @@ RUN useradd --create-home --uid 10001 agentsite
 WORKDIR /app
 COPY requirements.txt package.json package-lock.json ./
 RUN pip install --no-cache-dir -r requirements.txt && npm ci --no-audit --no-fund
-COPY . .
+# The code only: never the developer's .env, var/ (dev secret key, SQLite, workspaces),
+# .venv or node_modules (npm ci above installed the pinned CLI).
+COPY manage.py ./
+COPY agentsite ./agentsite
+COPY cli_exec ./cli_exec
+COPY tasks_app ./tasks_app
+COPY templates ./templates
 RUN DJANGO_SECRET_KEY=build-only DJANGO_ALLOWED_HOSTS=localhost \
     python manage.py collectstatic --noinput --verbosity 0 \
     && mkdir -p var/workspaces && chown -R agentsite:agentsite var
