@@ -50,7 +50,10 @@ def logging_dict(level: str, fmt: str) -> dict[str, Any]:
             # Replaces Django's own console handler, which would print each line twice.
             "django": {"handlers": [], "level": level, "propagate": True},
             "django.db.backends": {"level": "INFO"},
-            "uvicorn.access": {"level": "WARNING"},
+            # uvicorn configures its own plain-text handlers before Django starts; drop
+            # them so its lines reach the root handler as JSON like everything else.
+            "uvicorn": {"handlers": [], "level": level, "propagate": True},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
             "axes": {"level": "WARNING"},
             "httpx": {"level": "WARNING"},
         },

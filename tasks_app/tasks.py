@@ -28,7 +28,6 @@ def run_next_agent_task(self: Any) -> int | None:
     so a duplicate or stale message claims nothing. Retries are not Celery retries: a
     transient failure puts the task back in the queue with a backoff (services.outcomes).
     """
-    structlog.contextvars.clear_contextvars()
     task = claim_next_task(worker=self.request.hostname or "unknown")
     if task is None:
         return None

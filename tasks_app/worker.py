@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from celery.signals import (
+    task_prerun,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
@@ -37,6 +38,14 @@ def die_with_main_process(**_: Any) -> None:
     # A pool process whose main process was SIGKILLed would otherwise keep running its
     # CLI unsupervised while the task is reaped and run again elsewhere.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@task_prerun.connect
+def bind_job_log_context(task: Any, **_: Any) -> None:
+    # A pool process runs job after job: what the last one bound must not label this
+    # one's lines, and every line should say which worker wrote it.
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(worker=task.request.hostname)
 
 
 @worker_process_shutdown.connect
@@ -83,6 +92,8 @@ class CliGate(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
             works = cli_works()
+            if self.stopped.is_set():
+                return
             if works == self.consuming:
                 continue
             # Control messages are handled on the worker's own loop, so this is safe
@@ -92,6 +103,11 @@ class CliGate(threading.Thread):
             change(AGENT_QUEUE, destination=[self.hostname], reply=False)
             self.consuming = works
             log.warning("agent_queue_consumption_changed", consuming=works)
+
+
+# The gate of this worker process; a warm shutdown stops it, or it would keep adding the
+# agent queue back (and report the CLI unavailable when the stop signal reaches it).
+GATES: list[CliGate] = []
 
 
 @worker_ready.connect
@@ -107,12 +123,16 @@ def gate_agent_queue_on_cli(sender: Any, **_: Any) -> None:
     if not works:
         # Same thread as the consumer and before its first message: refuse right away.
         sender.cancel_task_queue(AGENT_QUEUE)
-    CliGate(sender, works, settings.AGENT_CLI_CHECK_INTERVAL_S).start()
+    gate = CliGate(sender, works, settings.AGENT_CLI_CHECK_INTERVAL_S)
+    GATES.append(gate)
+    gate.start()
 
 
 @worker_shutting_down.connect
 def start_draining(sender: str, sig: str, how: str, **_: Any) -> None:
     """Warm shutdown: tell this worker's CLIs when their grace period ends."""
+    for gate in GATES:
+        gate.stopped.set()
     if how != "Warm":
         return
     try:

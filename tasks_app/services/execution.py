@@ -189,6 +189,7 @@ def execute_claimed_task(task: Task) -> TaskStatus | None:
             session=task.session,
             config_dir=cli_config_path(task.session),
             cli_session_id=summary.cli_session_id,
+            secrets=tuple(known_secrets()),
         )
     log.info(
         "attempt_finished",

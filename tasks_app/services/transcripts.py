@@ -13,18 +13,24 @@ from pathlib import Path
 import structlog
 
 from cli_exec.claude import find_transcript, transcript_dir
+from cli_exec.redact import Redactor
 from tasks_app.models import AgentSession
 
 log = structlog.get_logger(__name__)
 
 
-def save_transcript(*, session: AgentSession, config_dir: Path, cli_session_id: str) -> None:
+def save_transcript(
+    *, session: AgentSession, config_dir: Path, cli_session_id: str, secrets: tuple[str, ...] = ()
+) -> None:
     path = find_transcript(config_dir, cli_session_id)
     if path is None:
         log.warning("transcript_missing", session_id=session.pk, cli_session_id=cli_session_id)
         AgentSession.objects.filter(pk=session.pk).update(cli_session_id=cli_session_id)
         return
-    compressed = zlib.compress(path.read_bytes(), level=6)
+    # The model may have echoed a secret; the stored copy must not keep it (the events
+    # were redacted as they streamed, the CLI's own file was not).
+    text = Redactor(secrets).redact_text(path.read_text("utf-8", errors="surrogateescape"))
+    compressed = zlib.compress(text.encode("utf-8", errors="surrogateescape"), level=6)
     AgentSession.objects.filter(pk=session.pk).update(
         cli_session_id=cli_session_id, transcript=compressed
     )

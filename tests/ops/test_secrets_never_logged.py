@@ -298,11 +298,6 @@ def test_webhook_job_lines_carry_the_delivery_id(observed):
     assert lines[0]["task_id"] == observed.task_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs every job's log context reset and bound to the worker at task_prerun "
-    "(tasks_app/worker.py); GitHub jobs never bind `worker`",
-)
 def test_every_worker_line_about_a_task_names_its_worker(observed):
     lines = [
         line
@@ -313,10 +308,6 @@ def test_every_worker_line_about_a_task_names_its_worker(observed):
     assert all(line.get("worker") == observed.github_worker for line in lines), lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs uvicorn's own loggers routed through the JSON formatter (agentsite/logs.py)",
-)
 def test_every_line_web_and_worker_write_on_stderr_is_json(observed):
     stderr_logs = {n: t for n, t in observed.logs.items() if not n.endswith(".stdout.log")}
     not_json = [
@@ -328,10 +319,6 @@ def test_every_line_web_and_worker_write_on_stderr_is_json(observed):
     assert not_json == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the transcript redacted before it is saved (tasks_app/services/transcripts.py)",
-)
 def test_transcript_stored_with_the_session_is_redacted(observed):
     assert observed.transcript
     assert observed.secrets["ANTHROPIC_API_KEY"] not in observed.transcript
