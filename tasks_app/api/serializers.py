@@ -6,6 +6,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from tasks_app.models import AgentSession, Task, TaskEvent
@@ -30,9 +31,21 @@ class CleanTextField(serializers.CharField):
         return value
 
 
+# ECMAScript's whitespace (what \s means to JSON Schema validators), spelled out so that
+# the API and its published pattern agree on every character; Python's \s differs.
+ECMA_WHITESPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# Published in the schema as patterns: no NUL (PostgreSQL cannot store it), and for the
+# prompt at least one character that is not whitespace.
+NO_NUL = RegexValidator(r"^[^\u0000]*$", "Must not contain NUL characters.")
+NOT_BLANK = RegexValidator(
+    rf"^[^\u0000]*[^\u0000{ECMA_WHITESPACE}][^\u0000]*$",
+    "This field may not be blank, nor contain NUL characters.",
+)
+
+
 class TaskCreateInput(serializers.Serializer):
     # Size is checked in bytes by the service (413), so no max_length here.
-    prompt = CleanTextField(trim_whitespace=False)
+    prompt = CleanTextField(trim_whitespace=False, validators=[NOT_BLANK])
     session = serializers.IntegerField(required=False, min_value=1, max_value=MAX_DB_ID)
     priority = serializers.IntegerField(required=False, default=0, min_value=-10, max_value=10)
     max_turns = serializers.IntegerField(required=False, min_value=1, max_value=1000)
@@ -46,11 +59,6 @@ class TaskCreateInput(serializers.Serializer):
         coerce_to_string=False,
     )
     timeout_s = serializers.IntegerField(required=False, min_value=10)
-
-    def validate_prompt(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("This field may not be blank.")
-        return value
 
     def validate_max_budget_usd(self, value: Decimal) -> Decimal:
         return max(value.quantize(BUDGET_STEP, rounding=ROUND_HALF_UP), BUDGET_STEP)
@@ -124,8 +132,14 @@ class EventsPageOutput(serializers.Serializer):
 
 class SessionCreateInput(serializers.Serializer):
     # Untrimmed, so max_length applies to what was sent (as the schema promises).
+    # Omit it for no title. (drf-spectacular renders allow_blank plus a pattern as a
+    # oneOf that "" matches twice, so the published schema would refuse "" anyway.)
     title = CleanTextField(
-        required=False, allow_blank=True, max_length=200, default="", trim_whitespace=False
+        required=False,
+        max_length=200,
+        default="",
+        trim_whitespace=False,
+        validators=[NO_NUL],
     )
 
 

@@ -49,6 +49,7 @@ def test_create_task_in_other_users_session_is_404(api, other_user):
         ({}, "prompt"),
         ({"prompt": ""}, "prompt"),
         ({"prompt": "   \n"}, "prompt"),
+        ({"prompt": "\u00a0\u3000\ufeff"}, "prompt"),
         ({"prompt": 42}, "prompt"),
         ({"prompt": "a\x00b"}, "prompt"),
         ({"prompt": "x", "priority": 11}, "priority"),
