@@ -14,7 +14,15 @@ from pathlib import Path
 
 from agentsite.celery import app as celery_app
 from tasks_app.models import Task, TaskStatus
-from tests.live import ROOT, LiveProcess, child_env, start_process, stop_process, wait_until
+from tests.live import (
+    ROOT,
+    LiveProcess,
+    child_env,
+    procfile_argv,
+    start_process,
+    stop_process,
+    wait_until,
+)
 
 CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
 FAST_TIMINGS = {
@@ -43,11 +51,10 @@ def engine_env(model_url: str, workspace_root: Path, **overrides: str) -> dict[s
 
 
 def worker_argv(name: str, concurrency: int, queues: str) -> list[str]:
-    return [
-        sys.executable, "-m", "celery", "-A", "agentsite", "worker", "--loglevel", "INFO",
-        "--concurrency", str(concurrency), "--prefetch-multiplier", "1", "-O", "fair",
-        "-Q", queues, "-n", name, "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
+    """The Procfile's worker with this test's concurrency, queues and node name."""
+    procfile = procfile_argv("worker", {"AGENT_MAX_CONCURRENCY": str(concurrency)})
+    # Later options win: the test's queue list replaces the Procfile's.
+    return [*procfile, "-Q", queues, "-n", name, "--without-gossip", "--without-mingle"]
 
 
 def worker_answers(name: str) -> bool:

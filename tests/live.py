@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -24,6 +26,28 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+
+
+VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def procfile_argv(process: str, env: Mapping[str, str]) -> list[str]:
+    """argv of the Procfile's `process` line, variables filled from `env` the way honcho's
+    shell would (the `${NAME}` and `${NAME:-default}` forms the Procfile uses)."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process and not line.startswith("#"):
+            break
+    else:
+        raise LookupError(f"no {process!r} process in the Procfile")
+    expanded = VARIABLE.sub(lambda m: env.get(m[1]) or (m[2] or ""), command.strip())
+    argv = shlex.split(expanded)
+    # The venv's interpreter, as `make run` puts the venv's bin first on PATH.
+    if argv[0] == "python":
+        return [sys.executable, *argv[1:]]
+    if argv[0] == "celery":
+        return [sys.executable, "-m", "celery", *argv[1:]]
+    return argv
 
 
 def free_port() -> int:
@@ -137,20 +161,7 @@ def http_ok(url: str) -> bool:
 def asgi_server(env: Mapping[str, str], name: str = "web") -> Iterator[tuple[str, LiveProcess]]:
     """The Procfile's web server (uvicorn) on a free port; yields its base URL."""
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "agentsite.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--ws",
-        "websockets",
-        "--lifespan",
-        "off",
-    ]
+    argv = procfile_argv("web", {**env, "BIND_HOST": "127.0.0.1", "PORT": str(port)})
     live = start_process(name, argv, env)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -1,19 +1,15 @@
 """Operations tests: the Procfile's own commands as real processes, stopped by PID.
 
-`procfile_argv` turns a Procfile line into argv the way honcho's shell would (only the
-`${NAME}` and `${NAME:-default}` forms the Procfile uses), so these tests exercise the
-exact flags production runs with. `running` starts one with stdout and stderr in separate
-log files (JSON logs go to stderr; Celery's banner and uvicorn's access lines to stdout).
+`tests.live.procfile_argv` gives the exact flags production runs with. `running` starts
+one with stdout and stderr in separate log files (JSON logs go to stderr; Celery's
+banner and uvicorn's access lines to stdout).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shlex
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -23,26 +19,6 @@ from pathlib import Path
 import pytest
 
 from tests.live import ARTIFACTS, ROOT, LiveProcess, stop_process, wait_until
-
-VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
-
-
-def procfile_argv(process: str, env: Mapping[str, str]) -> list[str]:
-    """argv of the Procfile's `process` line, variables filled from `env`."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process and not line.startswith("#"):
-            break
-    else:
-        raise LookupError(f"no {process!r} process in the Procfile")
-    expanded = VARIABLE.sub(lambda m: env.get(m[1]) or (m[2] or ""), command.strip())
-    argv = shlex.split(expanded)
-    # The venv's interpreter, as `make run` puts the venv's bin first on PATH.
-    if argv[0] == "python":
-        return [sys.executable, *argv[1:]]
-    if argv[0] == "celery":
-        return [sys.executable, "-m", "celery", *argv[1:]]
-    return argv
 
 
 @dataclass

@@ -15,8 +15,8 @@ from tasks_app.services.tasks import task_create
 from tests.engine import engine_env, wait_for_status, worker_answers
 from tests.factories import make_user
 from tests.fakes.anthropic_api import FakeAnthropic, Text
-from tests.live import child_env, free_port, wait_until
-from tests.ops.conftest import LoggedProcess, procfile_argv, running, unique_name
+from tests.live import child_env, free_port, procfile_argv, wait_until
+from tests.ops.conftest import LoggedProcess, running, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 RUN_NEXT = "tasks_app.run_next_agent_task"

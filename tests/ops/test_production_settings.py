@@ -17,8 +17,8 @@ import pytest
 
 from tasks_app.services.tokens import api_token_create
 from tests.factories import make_user
-from tests.live import ROOT, child_env, free_port, http_ok
-from tests.ops.conftest import procfile_argv, running
+from tests.live import ROOT, child_env, free_port, http_ok, procfile_argv
+from tests.ops.conftest import running
 
 HOST = "agents.example.com"
 HSTS = "max-age=31536000; includeSubDomains; preload"

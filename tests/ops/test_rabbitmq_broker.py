@@ -25,8 +25,8 @@ from tasks_app.services.tasks import task_create
 from tests.engine import engine_env, wait_for_status
 from tests.factories import make_user
 from tests.fakes.anthropic_api import FakeAnthropic, Text
-from tests.live import ROOT, wait_until
-from tests.ops.conftest import procfile_argv, running, unique_name
+from tests.live import ROOT, procfile_argv, wait_until
+from tests.ops.conftest import running, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"

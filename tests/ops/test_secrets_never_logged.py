@@ -30,8 +30,8 @@ from tests.engine import CLAUDE, engine_env, wait_for_status, worker_answers
 from tests.factories import make_user
 from tests.fakes.anthropic_api import FakeAnthropic, Text
 from tests.fakes.github_api import FakeGitHub
-from tests.live import free_port, http_ok, wait_until
-from tests.ops.conftest import LoggedProcess, procfile_argv, running, unique_name
+from tests.live import free_port, http_ok, procfile_argv, wait_until
+from tests.ops.conftest import LoggedProcess, running, unique_name
 from tests.tasks_app.github.payloads import REPO, encode, headers, issue_comment
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]

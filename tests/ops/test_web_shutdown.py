@@ -27,12 +27,13 @@ from tests.live import (
     child_env,
     free_port,
     http_ok,
+    procfile_argv,
     wait_until,
     ws_connect,
     ws_recv,
     ws_recv_until_closed,
 )
-from tests.ops.conftest import LoggedProcess, procfile_argv, running, unique_name
+from tests.ops.conftest import LoggedProcess, running, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 GRACEFUL_TIMEOUT_S = 30  # the Procfile's --timeout-graceful-shutdown
