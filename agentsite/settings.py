@@ -317,6 +317,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Workers on other machines can serve their own metrics on this port (0 = off).
 AGENT_WORKER_METRICS_PORT = env.int("AGENT_WORKER_METRICS_PORT", default=0)
+AGENT_WORKER_METRICS_ADDR = env.str("AGENT_WORKER_METRICS_ADDR", default="127.0.0.1")
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = logging_dict(LOG_LEVEL, env.str("LOG_FORMAT", default="json"))

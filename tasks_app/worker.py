@@ -64,7 +64,7 @@ def serve_worker_metrics() -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    start_http_server(port, addr="127.0.0.1", registry=registry)
+    start_http_server(port, addr=settings.AGENT_WORKER_METRICS_ADDR, registry=registry)
     log.info("worker_metrics_served", port=port)
 
 
