@@ -9,7 +9,7 @@ from tasks_app.models import GitHubRepository, Source, TaskStatus
 from tasks_app.services.tasks import task_create
 from tests.engine import celery_worker, engine_env, wait_until_finished
 from tests.fakes.anthropic_api import Error, Text
-from tests.live import asgi_server, wait_until
+from tests.live import asgi_server, free_port, wait_until
 from tests.tasks_app.github.payloads import REPO, SECRET, encode, headers, issue_comment
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -65,3 +65,24 @@ def test_metrics_count_what_workers_and_web_did(fake_model, owner, workspace_roo
     assert value(body, 'agentsite_webhook_deliveries_total{outcome="ignored"}') == 1
     assert value(body, 'agentsite_queue_depth{queue="github"}') >= 1  # no github worker here
     assert "agentsite_websocket_connections" in body
+
+
+def test_a_worker_serves_its_own_metrics_when_asked(fake_model, owner, workspace_root, tmp_path):
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    port = free_port()
+    env = engine_env(
+        fake_model.base_url, workspace_root,
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), AGENT_WORKER_METRICS_PORT=str(port),
+    )  # fmt: skip
+    with celery_worker(env, concurrency=1):
+        task = task_create(owner=owner, prompt="measured", source=Source.API)
+        wait_until_finished([task.pk])
+        body = wait_until(
+            lambda: (text := httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+            and 'agentsite_tasks_finished_total{status="succeeded"} 1.0' in text
+            and text,
+            30,
+            "the worker's metrics",
+        )
+    assert value(body, 'agentsite_task_run_seconds_count{status="succeeded"}') == 1
