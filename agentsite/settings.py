@@ -136,6 +136,8 @@ AGENT_STALE_AFTER_S = env.float("AGENT_STALE_AFTER_S", default=60.0)
 AGENT_REAPER_INTERVAL_S = env.float("AGENT_REAPER_INTERVAL_S", default=15.0)
 # Queued tasks older than this get a fresh wake-up when the broker holds too few.
 AGENT_REDISPATCH_AFTER_S = env.float("AGENT_REDISPATCH_AFTER_S", default=30.0)
+# An accepted GitHub delivery still unprocessed after this gets a fresh job.
+AGENT_DELIVERY_REDISPATCH_AFTER_S = env.float("AGENT_DELIVERY_REDISPATCH_AFTER_S", default=600.0)
 AGENT_RETRY_BACKOFF_S = env.float("AGENT_RETRY_BACKOFF_S", default=10.0)
 AGENT_RETRY_BACKOFF_MAX_S = env.float("AGENT_RETRY_BACKOFF_MAX_S", default=600.0)
 AGENT_STOP_GRACE_S = env.float("AGENT_STOP_GRACE_S", default=1.5)
@@ -175,6 +177,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "redispatch-queued-tasks": {
         "task": "tasks_app.redispatch_queued_tasks",
+        "schedule": AGENT_REAPER_INTERVAL_S,
+    },
+    "redispatch-stalled-deliveries": {
+        "task": "tasks_app.redispatch_stalled_deliveries",
         "schedule": AGENT_REAPER_INTERVAL_S,
     },
 }

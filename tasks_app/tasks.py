@@ -50,6 +50,11 @@ def redispatch_queued_tasks() -> int:
     return maintenance.redispatch_queued_tasks()
 
 
+@shared_task(name="tasks_app.redispatch_stalled_deliveries")
+def redispatch_stalled_deliveries() -> int:
+    return maintenance.redispatch_stalled_deliveries()
+
+
 class GitHubJob(CeleryTask):
     """Retry policy of every job that talks to GitHub; exhausted jobs become dead letters."""
 

@@ -25,10 +25,12 @@ def publish_wakeup_on_commit(*, countdown: float | None = None) -> None:
     transaction.on_commit(lambda: publish_wakeup(countdown=countdown))
 
 
+def publish_delivery_processing(delivery_pk: int) -> None:
+    current_app.send_task(PROCESS_DELIVERY, args=[delivery_pk], queue=GITHUB_QUEUE)
+
+
 def publish_delivery_processing_on_commit(delivery_pk: int) -> None:
-    transaction.on_commit(
-        lambda: current_app.send_task(PROCESS_DELIVERY, args=[delivery_pk], queue=GITHUB_QUEUE)
-    )
+    transaction.on_commit(lambda: publish_delivery_processing(delivery_pk))
 
 
 def publish_outcome_report(task_pk: int) -> None:

@@ -6,10 +6,13 @@ and one acknowledgement comment, whatever step a retry resumes from.
 
 from __future__ import annotations
 
+import contextlib
+
 import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from redis.exceptions import LockError
 
 from tasks_app.metrics import WEBHOOK_DELIVERIES
 from tasks_app.models import (
@@ -24,6 +27,7 @@ from tasks_app.services import dead_letters, github_text, rate_limits
 from tasks_app.services.errors import QuotaExceeded
 from tasks_app.services.github import WRITE_ROLES, GitHubClient, GitHubTransientError
 from tasks_app.services.github_events import NotATrigger, Trigger, classify
+from tasks_app.services.redis_store import get_redis
 from tasks_app.services.sessions import session_create
 from tasks_app.services.tasks import task_create
 
@@ -81,7 +85,24 @@ def _create_task(delivery: WebhookDelivery, trigger: Trigger) -> Task:
     return task
 
 
+# Longer than one pass of the job can take (two GitHub calls with their timeouts).
+DELIVERY_LOCK_S = 120
+
+
 def process_delivery(delivery_pk: int) -> None:
+    """Process an accepted delivery; a copy of the job running at the same time yields."""
+    lock = get_redis().lock(f"agentsite:delivery-lock:{delivery_pk}", timeout=DELIVERY_LOCK_S)
+    if not lock.acquire(blocking=False):
+        log.info("delivery_busy_elsewhere", delivery_pk=delivery_pk)
+        return
+    try:
+        _process_delivery(delivery_pk)
+    finally:
+        with contextlib.suppress(LockError):  # expired under a very slow GitHub
+            lock.release()
+
+
+def _process_delivery(delivery_pk: int) -> None:
     delivery = WebhookDelivery.objects.select_related("task").get(pk=delivery_pk)
     structlog.contextvars.bind_contextvars(delivery_id=delivery.delivery_id)
     if delivery.outcome != DeliveryOutcome.ACCEPTED or delivery.processed_at is not None:

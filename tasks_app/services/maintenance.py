@@ -12,9 +12,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tasks_app.metrics import TASK_RETRIES, queue_length
-from tasks_app.models import Task, TaskStatus
+from tasks_app.models import DeliveryOutcome, Task, TaskStatus, WebhookDelivery
 from tasks_app.services import dead_letters, dispatch, lifecycle
 from tasks_app.services.outcomes import observe_ending
+from tasks_app.services.redis_store import get_redis
 from tasks_app.signals import task_finished
 
 log = structlog.get_logger(__name__)
@@ -98,3 +99,26 @@ def redispatch_queued_tasks() -> int:
     overdue.update(dispatched_at=now)
     log.info("wakeups_republished", count=missing, overdue=count)
     return missing
+
+
+def redispatch_stalled_deliveries() -> int:
+    """Re-publish jobs of accepted deliveries that never got processed (lost with Redis).
+
+    A delivery gets one fresh job per AGENT_DELIVERY_REDISPATCH_AFTER_S; a copy that
+    meets a job still running (or retrying) yields to it (github_jobs.process_delivery).
+    """
+    window = settings.AGENT_DELIVERY_REDISPATCH_AFTER_S
+    stalled = WebhookDelivery.objects.filter(
+        outcome=DeliveryOutcome.ACCEPTED,
+        processed_at__isnull=True,
+        received__lt=timezone.now() - timedelta(seconds=window),
+    ).values_list("pk", flat=True)[:MAX_WAKEUPS_PER_ROUND]
+    published = 0
+    client = get_redis()
+    for pk in stalled:
+        if client.set(f"agentsite:delivery-redispatched:{pk}", "1", nx=True, ex=int(window)):
+            dispatch.publish_delivery_processing(pk)
+            published += 1
+    if published:
+        log.warning("deliveries_republished", count=published)
+    return published

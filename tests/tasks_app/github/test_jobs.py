@@ -191,3 +191,36 @@ def test_permanently_failed_job_marks_delivery_failed_and_leaves_a_dead_letter(d
     delivery.refresh_from_db()
     assert delivery.outcome == DeliveryOutcome.FAILED and "401" in delivery.reason
     assert publish.call_args.kwargs["delivery_id"] == delivery.pk
+
+
+def test_a_copy_of_the_job_yields_while_another_holds_the_delivery(github, repo):
+    delivery = accepted()
+    lock = get_redis().lock(f"agentsite:delivery-lock:{delivery.pk}", timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        github_jobs.process_delivery(delivery.pk)
+    finally:
+        lock.release()
+    assert not Task.objects.exists() and github.requests() == []
+    github_jobs.process_delivery(delivery.pk)
+    assert Task.objects.count() == 1
+
+
+def test_stalled_accepted_deliveries_get_one_fresh_job_per_window(db, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tasks_app.services import maintenance
+
+    settings.AGENT_DELIVERY_REDISPATCH_AFTER_S = 60
+    stalled = accepted(delivery_id="stalled")
+    accepted(delivery_id="fresh")
+    WebhookDelivery.objects.filter(pk=stalled.pk).update(
+        received=timezone.now() - timedelta(minutes=5)
+    )
+    get_redis().delete(f"agentsite:delivery-redispatched:{stalled.pk}")
+    with mock.patch("tasks_app.services.dispatch.publish_delivery_processing") as publish:
+        assert maintenance.redispatch_stalled_deliveries() == 1
+        assert maintenance.redispatch_stalled_deliveries() == 0
+    publish.assert_called_once_with(stalled.pk)
