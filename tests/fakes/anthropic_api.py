@@ -248,15 +248,6 @@ class FakeAnthropicControl(ControlClient):
     def requests(self, marker: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", "/_fake/requests", query={"marker": marker})
 
-    def stats(self) -> dict[str, int]:
-        return self._call("GET", "/_fake/stats")
-
-    def release(self) -> None:
-        self._call("POST", "/_fake/release", {})
-
-    def reset(self) -> None:
-        self._call("POST", "/_fake/reset", {})
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)

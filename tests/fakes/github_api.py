@@ -278,15 +278,6 @@ class FakeGitHubControl(ControlClient, FaultScripting):
         recorded = self._call("GET", "/_fake/requests", query=query)
         return [RecordedRequest.from_json(r) for r in recorded]
 
-    def stats(self) -> dict[str, int]:
-        return self._call("GET", "/_fake/stats")
-
-    def release(self) -> None:
-        self._call("POST", "/_fake/release", {})
-
-    def reset(self) -> None:
-        self._call("POST", "/_fake/reset", {})
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)

@@ -216,6 +216,16 @@ class ControlClient:
             detail = exc.read().decode(errors="replace")
             raise ControlError(f"{method} {path} answered {exc.code}: {detail}") from exc
 
+    # Routes every fake serves.
+    def stats(self) -> dict[str, int]:
+        return self._call("GET", "/_fake/stats")
+
+    def release(self) -> None:
+        self._call("POST", "/_fake/release", {})
+
+    def reset(self) -> None:
+        self._call("POST", "/_fake/reset", {})
+
 
 class ServedFake(Protocol):
     base_url: str

@@ -1,13 +1,12 @@
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services.claims import claim_next_task
+from tests.concurrency import race
 from tests.factories import make_session, make_task, make_user
 
 S = TaskStatus
@@ -59,22 +58,7 @@ def test_racing_claimers_never_exceed_the_per_user_limit():
     owner = make_user("busy")
     for _ in range(6):
         make_task(owner)
-    barrier = threading.Barrier(8)
-    claimed: list[int] = []
-
-    def claim(i: int) -> None:
-        try:
-            barrier.wait()
-            task = claim_next_task(worker=f"w{i}")
-            if task is not None:
-                claimed.append(task.pk)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    won = race(8, lambda i: claim_next_task(worker=f"w{i}"))
+    claimed = [task.pk for task in won if task is not None]
     assert len(claimed) == 2 and len(set(claimed)) == 2
     assert Task.objects.filter(status=S.RUNNING).count() == 2

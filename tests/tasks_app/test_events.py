@@ -1,32 +1,21 @@
-import threading
-
 import pytest
-from django.db import connection
 
 from tasks_app.models import TaskEvent, TaskStatus
 from tasks_app.services.events import NewEvent, StreamOwnershipLost, append_events
+from tests.concurrency import race
 from tests.factories import make_task, make_user
 
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_get_gapless_unique_seqs():
     task = make_task(make_user("writer"))
-    barrier = threading.Barrier(6)
 
     def write(writer: int) -> None:
-        try:
-            barrier.wait()
-            for batch in range(10):
-                events = [NewEvent("text", {"w": writer, "b": batch, "i": i}) for i in range(5)]
-                append_events(task, events, attempt=1)
-        finally:
-            connection.close()
+        for batch in range(10):
+            events = [NewEvent("text", {"w": writer, "b": batch, "i": i}) for i in range(5)]
+            append_events(task, events, attempt=1)
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    race(6, write)
     seqs = list(TaskEvent.objects.filter(task=task).order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, 301))
     task.refresh_from_db()

@@ -1,34 +1,11 @@
-import threading
-from collections.abc import Callable
-
 import pytest
-from django.db import connection
 
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services.lifecycle import IllegalTransition, claim_task, transition
+from tests.concurrency import race
 from tests.factories import make_task, make_user
 
 S = TaskStatus
-
-
-def race(workers: int, action: Callable[[int], bool]) -> list[bool]:
-    """Run `action(i)` in `workers` threads released at the same instant."""
-    barrier = threading.Barrier(workers)
-    results: list[bool] = [False] * workers
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = action(i)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,11 +1,9 @@
-import threading
-
 import pytest
-from django.db import connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 from tasks_app.models import Source, Task, TaskEvent, TaskStatus
+from tests.concurrency import race
 from tests.conftest import token_client
 from tests.factories import make_session, make_task, make_user
 
@@ -141,19 +139,7 @@ def test_create_task_with_session_auth_and_csrf_is_web_source(user):
 @override_settings(AGENT_MAX_QUEUED_PER_USER=3)
 def test_concurrent_creates_never_overrun_the_queued_quota():
     owner = make_user("racer")
-    statuses: list[int] = []
-    barrier = threading.Barrier(8)
-
-    def create() -> None:
-        client = token_client(owner)
-        barrier.wait()
-        statuses.append(client.post(URL, {"prompt": "go"}, format="json").status_code)
-        connection.close()
-
-    threads = [threading.Thread(target=create) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    clients = [token_client(owner) for _ in range(8)]
+    statuses = race(8, lambda i: clients[i].post(URL, {"prompt": "go"}, format="json").status_code)
     assert sorted(statuses) == [201] * 3 + [429] * 5
     assert Task.objects.filter(owner=owner, status=TaskStatus.QUEUED).count() == 3

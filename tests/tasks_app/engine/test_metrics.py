@@ -79,9 +79,11 @@ def test_a_worker_serves_its_own_metrics_when_asked(fake_model, owner, workspace
         task = task_create(owner=owner, prompt="measured", source=Source.API)
         wait_until_finished([task.pk])
         body = wait_until(
-            lambda: (text := httpx.get(f"http://127.0.0.1:{port}/metrics").text)
-            and 'agentsite_tasks_finished_total{status="succeeded"} 1.0' in text
-            and text,
+            lambda: (
+                (text := httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+                and 'agentsite_tasks_finished_total{status="succeeded"} 1.0' in text
+                and text
+            ),
             30,
             "the worker's metrics",
         )

@@ -1,13 +1,12 @@
 """POST /webhooks/github/ answers exactly as DESIGN.md's table says, and records all."""
 
-import threading
 from unittest import mock
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from tasks_app.models import DeliveryOutcome, GitHubRepository, WebhookDelivery
+from tests.concurrency import race
 from tests.factories import make_user
 from tests.tasks_app.github.payloads import REPO, SECRET, encode, headers, issue_comment, user
 
@@ -189,20 +188,6 @@ def test_get_is_405(client, db):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_copies_of_one_delivery_accept_exactly_one(sent):
     GitHubRepository.objects.create(full_name=REPO, owner=make_user("maintainer"))
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
-
-    def send() -> None:
-        try:
-            barrier.wait()
-            statuses.append(post(Client(), issue_comment(), delivery="race-1").status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = race(8, lambda _: post(Client(), issue_comment(), delivery="race-1").status_code)
     assert sorted(statuses) == [200] * 7 + [202]
     assert WebhookDelivery.objects.get(delivery_id="race-1").duplicates == 7
