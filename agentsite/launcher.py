@@ -214,12 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agentsite.launcher")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="set up and start web, worker, beat and flower")
-    test = sub.add_parser("test", help="set up and run the test suite")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    sub.add_parser("test", help="set up and run the test suite; other arguments go to pytest")
+    # Everything after `test` belongs to pytest, options included.
+    args, pytest_args = parser.parse_known_args(argv)
     if args.command == "run":
+        if pytest_args:
+            parser.error(f"unrecognized arguments: {' '.join(pytest_args)}")
         return command_run()
-    return command_test(args.pytest_args)
+    return command_test(pytest_args)
 
 
 if __name__ == "__main__":

@@ -26,3 +26,10 @@ def test_embedded_redis_starts_answers_and_is_gone_afterwards(monkeypatch, tmp_p
 def test_configured_redis_url_is_used_as_is():
     with launcher.redis_url({"REDIS_URL": "redis://example:1/2"}) as url:
         assert url == "redis://example:1/2"
+
+
+def test_test_command_passes_every_argument_to_pytest(monkeypatch):
+    seen = []
+    monkeypatch.setattr(launcher, "command_test", lambda args: seen.append(args) or 0)
+    assert launcher.main(["test", "-q", "-k", "not slow", "tests/x.py"]) == 0
+    assert seen == [["-q", "-k", "not slow", "tests/x.py"]]
