@@ -58,17 +58,12 @@ class TaskCreateInput(serializers.Serializer):
         max_value=Decimal("10000"),
         coerce_to_string=False,
     )
-    timeout_s = serializers.IntegerField(required=False, min_value=10)
+    timeout_s = serializers.IntegerField(
+        required=False, min_value=10, max_value=settings.AGENT_TASK_TIMEOUT_S
+    )
 
     def validate_max_budget_usd(self, value: Decimal) -> Decimal:
         return max(value.quantize(BUDGET_STEP, rounding=ROUND_HALF_UP), BUDGET_STEP)
-
-    def validate_timeout_s(self, value: int) -> int:
-        if value > settings.AGENT_TASK_TIMEOUT_S:
-            raise serializers.ValidationError(
-                f"Ensure this value is less than or equal to {settings.AGENT_TASK_TIMEOUT_S}."
-            )
-        return value
 
 
 class TaskOutput(serializers.ModelSerializer):

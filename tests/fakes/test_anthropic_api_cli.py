@@ -246,8 +246,12 @@ def test_cli_hang_then_sigint_stops_cli_and_fake_closes(
     process.interrupt()
     run = process.finish()
 
-    # SIGINT ends a -p run with exit 0 and an error_during_execution result (see notes).
-    assert run.result["subtype"] == "error_during_execution"
+    # SIGINT ends a -p run with exit 0, usually with an error_during_execution result
+    # (see notes); under load the CLI was seen exiting 0 before printing one. The engine
+    # treats both as cancelled (cli_exec.claude.summarize_run).
+    assert run.exit_code == 0
+    results = [e for e in run.events if e.get("type") == "result"]
+    assert [r["subtype"] for r in results] in ([], ["error_during_execution"])
     wait_until(lambda: fake.in_flight == 0, what="fake noticing the CLI hung up")
     closer = threading.Thread(target=fake.close, name="test-closer")
     closer.start()
