@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.exceptions import NotFound as HttpNotFound
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -38,6 +40,9 @@ ERRORS: dict[int, OpenApiResponse] = {
 NOT_FOUND = {404: OpenApiResponse(ErrorOutput, description="Not found, or not yours.")}
 INVALID_CURSOR = {404: OpenApiResponse(ErrorOutput, description="Invalid cursor.")}
 BAD_REQUEST = {400: OpenApiResponse(OpenApiTypes.OBJECT, description="Field errors.")}
+PAGE_QUERY = frozenset({"cursor", "page_size"})
+TASK_LIST_QUERY = PAGE_QUERY | {"status", "source", "session"}
+EVENTS_QUERY = frozenset({"after", "limit"})
 MAX_DB_ID = 2**63 - 1
 DB_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_DB_ID}
 TASK_ID = OpenApiParameter("task_id", DB_ID_SCHEMA, OpenApiParameter.PATH)
@@ -66,6 +71,19 @@ def _own_session(request: Request, session_id: int) -> AgentSession:
     return session
 
 
+def _query(request: Request, allowed: frozenset[str]) -> QueryDict:
+    """The query string, refusing unknown parameters (a typo would silently filter
+    nothing) and repeated ones (Django would keep the last value silently)."""
+    errors = {
+        name: ["Unknown parameter."] if name not in allowed else ["Give this parameter only once."]
+        for name, values in request.query_params.lists()
+        if name not in allowed or len(values) > 1
+    }
+    if errors:
+        raise ValidationError(errors)
+    return request.query_params
+
+
 def _source_of(request: Request) -> Source:
     """Tasks made through the browser session count as web, token calls as API."""
     return Source.API if request.auth is not None else Source.WEB
@@ -83,7 +101,7 @@ class TaskListCreateApi(APIView):
         responses={200: TaskPageOutput, **BAD_REQUEST, **INVALID_CURSOR, **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        tasks = selectors.task_list(owner=request.user, filters=request.query_params)
+        tasks = selectors.task_list(owner=request.user, filters=_query(request, TASK_LIST_QUERY))
         paginator = NewestFirstCursorPagination()
         page = paginator.paginate_queryset(tasks, request, view=self)
         return paginator.get_paginated_response(TaskOutput(page, many=True).data)
@@ -126,7 +144,7 @@ class TaskEventsApi(APIView):
         responses={200: EventsPageOutput, **BAD_REQUEST, **NOT_FOUND, **ERRORS},
     )
     def get(self, request: Request, task_id: int) -> Response:
-        query = EventsQueryInput(data=request.query_params)
+        query = EventsQueryInput(data=_query(request, EVENTS_QUERY))
         query.is_valid(raise_exception=True)
         task = _own_task(request, task_id)
         after = query.validated_data["after"]
@@ -183,6 +201,7 @@ class SessionListCreateApi(APIView):
         responses={200: SessionPageOutput, **BAD_REQUEST, **INVALID_CURSOR, **ERRORS},
     )
     def get(self, request: Request) -> Response:
+        _query(request, PAGE_QUERY)
         paginator = NewestFirstCursorPagination()
         page = paginator.paginate_queryset(
             selectors.session_list(owner=request.user), request, view=self

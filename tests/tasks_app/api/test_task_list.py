@@ -59,3 +59,15 @@ def test_list_with_blank_filter_is_400(api):
     response = api.get(URL, {"source": ""})
     assert response.status_code == 400
     assert "source" in response.json()
+
+
+def test_list_with_a_repeated_parameter_is_400(api):
+    response = api.get(URL + "?session=1&session=2")
+    assert response.status_code == 400
+    assert response.json() == {"session": ["Give this parameter only once."]}
+
+
+def test_list_with_an_unknown_parameter_is_400(api):
+    response = api.get(URL, {"stauts": "failed"})
+    assert response.status_code == 400
+    assert response.json() == {"stauts": ["Unknown parameter."]}
