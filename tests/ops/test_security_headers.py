@@ -64,3 +64,15 @@ def test_admin_sends_a_non_staff_user_to_the_admin_login(client, user):
 def test_admin_opens_for_staff(client):
     client.force_login(make_user("staffer", is_staff=True, is_superuser=True))
     assert client.get("/admin/").status_code == 200
+
+
+def test_pages_carry_a_strict_content_security_policy(client, user):
+    client.force_login(user)
+    policy = client.get("/")["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy
+    assert "frame-ancestors 'none'" in policy
+
+
+def test_only_the_swagger_page_goes_without_the_policy(client):
+    assert "Content-Security-Policy" not in client.get("/api/docs/")
+    assert "Content-Security-Policy" in client.get("/accounts/login/")
