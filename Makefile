@@ -30,4 +30,4 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff format .
 
 bench: $(VENV)/.dev
-	$(PY) -m agentsite.launcher bench
+	$(PY) -m bench

@@ -242,3 +242,28 @@ def ws_close_code(base_url: str, path: str, timeout_s: float = 15.0, **auth: Any
     with ws_connect(base_url, path, **auth) as ws:
         _, code = ws_recv_until_closed(ws, timeout_s)
     return code
+
+
+# --- A web server on a port chosen by the caller ---------------------------------------
+
+
+@contextlib.contextmanager
+def asgi_server_on_port(
+    env: Mapping[str, str], port: int, name: str = "web"
+) -> Iterator[tuple[str, LiveProcess]]:
+    """asgi_server on a given port: a web server restarted where its clients (a browser
+    page reconnecting to the same URL) expect it. The port must be free again."""
+    argv = procfile_argv("web", {**env, "BIND_HOST": "127.0.0.1", "PORT": str(port)})
+    live = start_process(name, argv, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: live.process.poll() is not None or http_ok(url + "/healthz"),
+            30,
+            f"{name} to answer /healthz on port {port}",
+        )
+        if live.process.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{live.log()}")
+        yield url, live
+    finally:
+        stop_process(live)

@@ -35,6 +35,7 @@ __all__ = [
     "FakeAnthropicControl",
     "Hang",
     "RecordedRequest",
+    "SentTextDelta",
     "Step",
     "StepFormatError",
     "Text",
@@ -65,6 +66,16 @@ class RecordedRequest:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         fields["step"] = step_to_dict(self.step) if self.step is not None else None
         return fields
+
+
+@dataclass(frozen=True)
+class SentTextDelta:
+    """One text delta of a streamed reply, as the fake finished writing it. `sent_at` is
+    time.time(), not monotonic: other processes on this machine (a browser) compare with it."""
+
+    sent_at: float
+    marker: str | None
+    text: str
 
 
 def _block_texts(message: dict[str, Any]) -> list[str]:
@@ -111,6 +122,7 @@ class FakeAnthropic:
         self._cursors: dict[str, int] = {}
         self._main: list[RecordedRequest] = []
         self._side: list[RecordedRequest] = []
+        self._text_deltas: list[SentTextDelta] = []
         self._in_flight = 0
         self._peak_in_flight = 0
         self._ids = itertools.count(1)
@@ -148,6 +160,12 @@ class FakeAnthropic:
         with self._lock:
             return list(self._side)
 
+    def text_deltas(self, marker: str | None = None) -> list[SentTextDelta]:
+        """Text deltas written to main requests' streams, oldest first; all when `marker` is
+        None. For measuring how long a chunk takes to reach a reader downstream."""
+        with self._lock:
+            return [d for d in self._text_deltas if marker is None or d.marker == marker]
+
     @property
     def in_flight(self) -> int:
         with self._lock:
@@ -179,6 +197,7 @@ class FakeAnthropic:
             self._cursors.clear()
             self._main.clear()
             self._side.clear()
+            self._text_deltas.clear()
             self._peak_in_flight = self._in_flight
         self.released.clear()
 
@@ -227,6 +246,15 @@ class FakeAnthropic:
             if index < len(self._main):  # a reset() may have cleared the list meanwhile
                 record = self._main[index]
                 self._main[index] = dataclasses.replace(record, ended_at=time.monotonic())
+
+    def text_delta_sent(self, index: int, text: str) -> None:
+        """Record a text delta just written to main request `index` (see begin())."""
+        sent_at = time.time()
+        with self._lock:
+            # A reset() may have cleared the list meanwhile, as in end().
+            if 0 <= index < len(self._main):
+                marker = self._main[index].marker
+                self._text_deltas.append(SentTextDelta(sent_at, marker, text))
 
     def _match(self, messages: list[dict[str, Any]]) -> str | None:
         text = first_user_text(messages)

@@ -116,7 +116,7 @@ class FakeAnthropicHandler(FakeRequestHandler):
             if isinstance(step, Error):
                 self._send_error_step(step)
             elif body.get("stream"):
-                self._stream_reply(step, body, input_tokens=input_tokens)
+                self._stream_reply(step, body, input_tokens=input_tokens, index=index)
             else:
                 self._send_whole_reply(step, body, input_tokens=input_tokens)
         except (ClientGone, OSError):
@@ -124,7 +124,9 @@ class FakeAnthropicHandler(FakeRequestHandler):
         finally:
             end_record()
 
-    def _stream_reply(self, step: Step, body: dict[str, Any], *, input_tokens: int) -> None:
+    def _stream_reply(
+        self, step: Step, body: dict[str, Any], *, input_tokens: int, index: int
+    ) -> None:
         self.send_response(HTTPStatus.OK)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
@@ -148,6 +150,9 @@ class FakeAnthropicHandler(FakeRequestHandler):
             if event.type == "message_stop":
                 self._end_record()
             self._write_event(event)
+            delta = event.data.get("delta", {})
+            if event.type == "content_block_delta" and delta.get("type") == "text_delta":
+                self.fake.text_delta_sent(index, delta["text"])
         self._write_chunk(b"")
 
     def _send_whole_reply(self, step: Step, body: dict[str, Any], *, input_tokens: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -128,6 +129,20 @@ def test_text_reply_streams_events_in_real_api_order(fake_anthropic: FakeAnthrop
     assert start["model"] == "claude-test-model"
     assert start["usage"]["input_tokens"] > 0
     assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
+
+
+def test_text_deltas_sent_are_recorded_in_order_with_wall_clock_times(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake_anthropic.script("sent-marker", Text("abcdefgh", chunk_chars=3))
+    before = time.time()
+
+    events = _stream(fake_anthropic, "sent-marker go")
+
+    sent = fake_anthropic.text_deltas("sent-marker")
+    assert [d.text for d in sent] == ["abc", "def", "gh"] and _streamed_text(events) == "abcdefgh"
+    assert before <= sent[0].sent_at <= sent[1].sent_at <= sent[2].sent_at <= time.time()
+    assert fake_anthropic.text_deltas("other-marker") == []
 
 
 def test_tool_use_streams_input_as_json_deltas(fake_anthropic: FakeAnthropic) -> None:

@@ -12,6 +12,7 @@
   const connection = page.querySelector('[data-testid="connection-state"]');
   const cancelForm = page.querySelector('[data-testid="cancel-form"]');
   const retryForm = page.querySelector('[data-testid="retry-form"]');
+  const attempts = page.querySelector('[data-testid="task-attempts"]');
   const result = {
     status: page.querySelector('[data-testid="result-status"]'),
     cost: page.querySelector('[data-testid="result-cost"]'),
@@ -259,6 +260,9 @@
     cancelForm.hidden = A.TERMINAL.has(status);
     retryForm.hidden = !A.RETRYABLE.has(status);
     if (!task) return;
+    if (attempts && task.attempts !== undefined && task.max_attempts !== undefined) {
+      attempts.textContent = task.attempts + " of " + task.max_attempts;
+    }
     if (task.cost_usd !== null) result.cost.textContent = money(task.cost_usd);
     if (task.num_turns !== null) result.turns.textContent = String(task.num_turns);
     if (task.duration_ms !== null) result.duration.textContent = seconds(task.duration_ms);

@@ -1,0 +1,76 @@
+"""Process facts from /proc: children, CPU time, resident memory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except OSError:
+        return []
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of these processes (not of their children)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def _kib(path: Path, field: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def memory(pids: list[int]) -> dict[str, Any]:
+    """RSS and PSS (shared pages counted once) in MiB summed over these processes."""
+    rss = sum(_kib(Path(f"/proc/{p}/status"), "VmRSS") for p in pids)
+    pss = sum(_kib(Path(f"/proc/{p}/smaps_rollup"), "Pss") for p in pids)
+    return {"processes": len(pids), "rss_mib": rss / 1024, "pss_mib": pss / 1024}
+
+
+class CpuMeter:
+    """CPU seconds used by web, the worker (main and pool processes) and this process
+    between `start()` and `stop()`; wall seconds too."""
+
+    def __init__(self, web_pid: int, worker_pid: int) -> None:
+        self.web_pid = web_pid
+        self.worker_pid = worker_pid
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def _sample(self) -> dict[str, float]:
+        import time
+
+        return {
+            "wall_s": time.monotonic(),
+            "web_cpu_s": cpu_seconds([self.web_pid]),
+            "worker_cpu_s": cpu_seconds([self.worker_pid, *children(self.worker_pid)]),
+            "bench_cpu_s": cpu_seconds([os.getpid()]),
+        }
+
+    def start(self) -> None:
+        self._start = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        end = self._sample()
+        self.used = {k: round(end[k] - self._start[k], 3) for k in end}
+        return self.used

@@ -1,0 +1,151 @@
+"""CLI line written → WebSocket client received, for 1 and for N concurrent streams.
+
+Each stream is one task whose fake CLI prints its init line, waits until every client
+has connected and replayed it, then prints paced text deltas carrying `time.time()`.
+Each task has one client on /ws/tasks/<id>/. Measured per delta: the time the CLI wrote
+into it to the time the client coroutine got it (through pipe, CliRun, the database,
+the channel layer and the consumer). Baseline: Redis PUBLISH → SUBSCRIBE of the same
+number of messages per channel at the same pace (the floor of any cross-process push).
+A short stream runs first as warm-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from bench import db, fake_cli
+from bench.context import Context
+from bench.httpclient import post_tasks
+from bench.procstat import CpuMeter
+from bench.report import BenchResult, Figure
+from bench.stack import Services
+from bench.stats import Summary, summarize_ms
+from bench.ws import Watch, redis_round_trips, run_loop, watch_tasks
+
+NAME = "streaming"
+NEEDS_STACK = True
+GOAL_P50_MS = 20.0
+GOAL_P99_MS = 100.0
+START_TIMEOUT_S = 120.0
+# Web's pool (DATABASE_POOL_MAX_SIZE, 20), the worker's main process, the bench itself.
+WEB_AND_BENCH_CONNECTIONS = 25
+# A pool process uses one connection at a time, but psycopg's pool (min_size 1, opened
+# without waiting) connects twice on the first query: 50 processes would hold 100, all
+# of a default PostgreSQL. A pool of one per process holds exactly one.
+POOL_ENV = {"DATABASE_POOL_MAX_SIZE": "1"}
+
+
+@dataclass
+class StreamRun:
+    watches: list[Watch]
+    tasks: list[Any]
+    cpu: dict[str, float]  # CPU seconds of web, worker, bench client from release to end
+
+
+def stream_tasks(
+    ctx: Context,
+    services: Services,
+    *,
+    tasks: int,
+    clients_per_task: int,
+    lines: int,
+    interval_ms: float,
+) -> StreamRun:
+    """Start `tasks` paced fake CLIs held at their init line, follow each with
+    `clients_per_task` sockets, release them, read to the end."""
+    go_file = ctx.scratch / f"go-{uuid.uuid4().hex}"
+    prompt = fake_cli.prompt(lines=lines, interval_ms=interval_ms, go_file=str(go_file))
+    try:
+        ids = asyncio.run(post_tasks(services.endpoint, ctx.token, [prompt] * tasks, min(tasks, 8)))
+        db.wait_cli_running(ids, START_TIMEOUT_S)
+        followed = [task_id for task_id in ids for _ in range(clients_per_task)]
+        timeout_s = lines * interval_ms / 1000 + 60
+        meter = CpuMeter(services.web.pid, services.worker.pid)
+        watches = run_loop(
+            watch_tasks(services.web_url, ctx.token, followed, go_file, timeout_s, meter.start)
+        )
+        cpu = meter.stop()
+    finally:
+        go_file.touch()  # on failure too: no CLI is left waiting
+    return StreamRun(watches, db.finished_tasks(ids, 60), cpu)
+
+
+def incomplete(watches: list[Watch], tasks: list[Any]) -> int:
+    last = {task.pk: task.last_seq for task in tasks}
+    return sum(not w.complete(last[w.task_id]) for w in watches)
+
+
+def latencies(watches: list[Watch]) -> list[float]:
+    return [latency for w in watches for latency in w.latencies]
+
+
+def _figures(label: str, value: Summary, base: Summary) -> list[Figure]:
+    return [
+        Figure(
+            f"{label}, p50",
+            value.p50,
+            base.p50,
+            "ms",
+            goal=f"p50 < {GOAL_P50_MS:g} ms",
+            met=value.p50 < GOAL_P50_MS,
+        ),
+        Figure(
+            f"{label}, p99",
+            value.p99,
+            base.p99,
+            "ms",
+            goal=f"p99 < {GOAL_P99_MS:g} ms",
+            met=value.p99 < GOAL_P99_MS,
+        ),
+    ]
+
+
+def run(ctx: Context) -> BenchResult:
+    sizes = ctx.sizes
+    plans = [
+        (1, sizes.stream_lines_single, sizes.stream_interval_single_ms),
+        (sizes.streams_multi, sizes.stream_lines_multi, sizes.stream_interval_multi_ms),
+    ]
+    figures: list[Figure] = []
+    raw: dict[str, Any] = {}
+    concurrency = max(4, sizes.streams_multi)
+    # Fail clearly, not by timing out, when PostgreSQL cannot take one connection per
+    # pool process (see POOL_ENV).
+    db.require_free_connections(concurrency + WEB_AND_BENCH_CONNECTIONS)
+    redis_url = os.environ["REDIS_URL"]
+    with ctx.services("bench-stream", concurrency, POOL_ENV) as services:
+        warm_up = {"tasks": 1, "clients_per_task": 1, "lines": 10, "interval_ms": 20.0}
+        stream_tasks(ctx, services, **warm_up)
+        for streams, lines, interval_ms in plans:
+            streamed = stream_tasks(
+                ctx,
+                services,
+                tasks=streams,
+                clients_per_task=1,
+                lines=lines,
+                interval_ms=interval_ms,
+            )
+            watches, tasks = streamed.watches, streamed.tasks
+            baseline = run_loop(redis_round_trips(redis_url, streams, lines, interval_ms))
+            value, base = summarize_ms(latencies(watches)), summarize_ms(baseline)
+            expected = streams * lines
+            if value.count != expected or incomplete(watches, tasks):
+                raise RuntimeError(
+                    f"{streams} streams: {value.count}/{expected} deltas received, "
+                    f"{incomplete(watches, tasks)} incomplete streams"
+                )
+            noun = "stream" if streams == 1 else "streams"
+            label = f"CLI line → WS client, {streams} {noun} ({1000 / interval_ms:g} lines/s each)"
+            figures += _figures(label, value, base)
+            raw[f"streams_{streams}"] = {
+                "lines_per_stream": lines,
+                "interval_ms": interval_ms,
+                "latency_ms": value,
+                "redis_pubsub_ms": base,
+                "cpu_during_stream": streamed.cpu,
+            }
+    return BenchResult(NAME, figures, raw)

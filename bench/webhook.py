@@ -1,0 +1,89 @@
+"""Webhook answer time: bursts of N concurrent signed GitHub deliveries.
+
+Each delivery is an `issue_comment` mentioning the trigger phrase on a registered
+repository, so it takes the full accepted path (verify, classify, insert, enqueue);
+a worker processes the jobs (the fake GitHub grants only `read`, so no task starts).
+Measured per request: from before `connect()` to the last byte of the answer, on a new
+connection (as GitHub delivers). Baseline: identical bursts of `GET /healthz`,
+interleaved with the webhook bursts. Between bursts the worker drains its jobs, so each
+burst meets an idle system. Warm-up bursts are excluded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from bench import db
+from bench.context import Context
+from bench.httpclient import Answer, Endpoint, build_request, exchange
+from bench.report import BenchResult, Figure
+from bench.stats import summarize_ms
+from tests.tasks_app.github import payloads
+
+NAME = "webhook"
+NEEDS_STACK = True
+GOAL_P99_MS = 25.0
+DRAIN_TIMEOUT_S = 120.0
+
+
+def delivery_requests(endpoint: Endpoint, count: int) -> list[bytes]:
+    requests = []
+    for number in range(count):
+        body = payloads.encode(payloads.issue_comment(number=number + 1))
+        headers = payloads.headers(body, delivery=str(uuid.uuid4()))
+        requests.append(build_request("POST", "/webhooks/github/", endpoint, headers, body))
+    return requests
+
+
+def health_requests(endpoint: Endpoint, count: int) -> list[bytes]:
+    return [build_request("GET", "/healthz", endpoint, {})] * count
+
+
+async def burst(endpoint: Endpoint, requests: list[bytes]) -> list[Answer]:
+    return await asyncio.gather(*(exchange(endpoint, request) for request in requests))
+
+
+def run_burst(endpoint: Endpoint, requests: list[bytes], expected: int) -> list[float]:
+    answers = asyncio.run(burst(endpoint, requests))
+    wrong = [a.status for a in answers if a.status != expected]
+    if wrong:
+        raise RuntimeError(f"{len(wrong)} answers were not {expected}: {sorted(set(wrong))}")
+    db.wait_for(lambda: db.pending_deliveries() == 0, DRAIN_TIMEOUT_S, "the GitHub jobs", 0.05)
+    return [a.seconds for a in answers]
+
+
+def run(ctx: Context) -> BenchResult:
+    sizes = ctx.sizes
+    n = sizes.webhook_concurrency
+    db.register_repository(payloads.REPO, "bench")
+    hooks: list[float] = []
+    health: list[float] = []
+    with ctx.services("bench-webhook", concurrency=4) as services:
+        endpoint = services.endpoint
+        for round_no in range(sizes.webhook_warmup_bursts + sizes.webhook_bursts):
+            health_times = run_burst(endpoint, health_requests(endpoint, n), 200)
+            hook_times = run_burst(endpoint, delivery_requests(endpoint, n), 202)
+            if round_no >= sizes.webhook_warmup_bursts:
+                health.extend(health_times)
+                hooks.extend(hook_times)
+    hook, base = summarize_ms(hooks), summarize_ms(health)
+    label = f"webhook: {n} concurrent signed deliveries"
+    figures = [
+        Figure(f"{label}, p50", hook.p50, base.p50, "ms"),
+        Figure(
+            f"{label}, p99",
+            hook.p99,
+            base.p99,
+            "ms",
+            goal=f"p99 < {GOAL_P99_MS:g} ms",
+            met=hook.p99 < GOAL_P99_MS,
+        ),
+    ]
+    raw = {
+        "concurrency": n,
+        "bursts": sizes.webhook_bursts,
+        "webhook_ms": hook,
+        "healthz_ms": base,
+    }
+    return BenchResult(NAME, figures, raw)
