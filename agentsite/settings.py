@@ -189,6 +189,11 @@ CELERY_BEAT_SCHEDULE = {
 # slow task is never handed to a second worker by the broker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": AGENT_TASK_TIMEOUT_S + 900}
 CELERY_TASK_TIME_LIMIT = AGENT_TASK_TIMEOUT_S + 300
+# Unset, Celery's Django fixup closes the database before and after every job, and in a
+# prefork pool that closes the whole connection pool: two reconnects per job. Pool
+# processes hand their connection back after each job instead (tasks_app.worker), as
+# Django does after each request; the fixup still recycles every 2 x this many jobs.
+CELERY_DB_REUSE_MAX = 1000
 
 # redis-py 8 made socket_timeout default to 5 s, exactly channels-redis's blocking BZPOPMIN
 # time: every consumer idle for 5 s crashed with "Timeout reading" (django/channels_redis

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from celery.signals import (
+    task_postrun,
     task_prerun,
     worker_process_init,
     worker_process_shutdown,
@@ -22,6 +23,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 from django.conf import settings
+from django.db import close_old_connections
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from redis.exceptions import RedisError
 
@@ -46,6 +48,14 @@ def bind_job_log_context(task: Any, **_: Any) -> None:
     # one's lines, and every line should say which worker wrote it.
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(worker=task.request.hostname)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def release_database_connection(**_: Any) -> None:
+    # Back to the pool (or closed, if broken or past its age) around every job, as
+    # Django does around every request; see CELERY_DB_REUSE_MAX.
+    close_old_connections()
 
 
 @worker_process_shutdown.connect

@@ -14,12 +14,15 @@ Channel-layer messages (consumers.py handles them):
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import DatabaseError
 from redis.exceptions import RedisError
@@ -27,6 +30,7 @@ from redis.exceptions import RedisError
 from tasks_app.jsonsafe import PostgresSafeJSONEncoder
 
 if TYPE_CHECKING:
+    from tasks_app.api.serializers import TaskOutput
     from tasks_app.models import Task, TaskEvent
 
 log = structlog.get_logger(__name__)
@@ -34,6 +38,43 @@ log = structlog.get_logger(__name__)
 # channels-redis stores one copy of a group message per web process; a few huge tool
 # results must not turn into megabytes per process, so big batches travel by reference.
 MAX_INLINE_PAYLOAD_BYTES = 256 * 1024
+# A push that Redis has not taken by then is given up (consumers read the database).
+PUSH_TIMEOUT_S = 10.0
+
+
+class _PushLoop:
+    """One event loop per process, on a daemon thread, that every push from sync code uses.
+
+    async_to_sync would start a thread and an event loop per call, and channels-redis
+    keeps a connection pool per loop: every push paid for a thread, a loop and a new
+    Redis connection (most of a worker's time per streamed line). A Celery pool child is
+    forked without the parent's threads, hence one loop per PID.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def _current(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="push-loop", daemon=True)
+                thread.start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, None], timeout_s: float) -> None:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._current())
+        try:
+            future.result(timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+
+_push_loop = _PushLoop()
 
 
 def task_group(task_id: int) -> str:
@@ -56,11 +97,18 @@ def event_message(event: TaskEvent) -> dict[str, Any]:
     }
 
 
-def task_snapshot(task: Task) -> dict[str, Any]:
-    """The task as the REST API shows it, as a plain dict (msgpack and JSON safe)."""
+@functools.cache
+def _snapshot_serializer() -> TaskOutput:
+    # Building a ModelSerializer's fields costs more than using them, and these depend on
+    # no request, so one instance per process serves every snapshot.
     from tasks_app.api.serializers import TaskOutput
 
-    return dict(TaskOutput(task).data)
+    return TaskOutput()
+
+
+def task_snapshot(task: Task) -> dict[str, Any]:
+    """The task as the REST API shows it, as a plain dict (msgpack and JSON safe)."""
+    return dict(_snapshot_serializer().to_representation(task))
 
 
 def _group_send(group: str, message: dict[str, Any]) -> None:
@@ -68,10 +116,11 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, message)
+        _push_loop.run(layer.group_send(group, message), PUSH_TIMEOUT_S)
     except (RedisError, OSError, TypeError, ValueError) as exc:
-        # TypeError/ValueError: msgpack refused a payload. Either way the caller's
-        # transaction is committed and must not fail now; consumers read the database.
+        # OSError includes TimeoutError; TypeError/ValueError: msgpack refused a payload.
+        # Either way the caller's transaction is committed and must not fail now;
+        # consumers read the database.
         log.warning("broadcast_failed", group=group, error=str(exc))
 
 

@@ -78,8 +78,10 @@ def task_create(
         retry_of=retry_of,
         dispatched_at=timezone.now(),
     )
-    append_events(task, [NewEvent("status", {"status": TaskStatus.QUEUED.value})], attempt=0)
+    # On-commit hooks run in order: the wake-up goes before the status push to browsers,
+    # so a worker starts on the task without waiting for it.
     dispatch.publish_wakeup_on_commit()
+    append_events(task, [NewEvent("status", {"status": TaskStatus.QUEUED.value})], attempt=0)
     return task
 
 
