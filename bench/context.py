@@ -66,9 +66,13 @@ class Context:
     token: str = ""
 
     def services(
-        self, name: str, concurrency: int, worker_env: dict[str, str] | None = None
+        self,
+        name: str,
+        concurrency: int,
+        worker_env: dict[str, str] | None = None,
+        web_processes: int = 1,
     ) -> AbstractContextManager[Services]:
-        """A fresh web process and worker for one benchmark (see Stack.services)."""
+        """A fresh web server and worker for one benchmark (see Stack.services)."""
         if self.stack is None:
             raise RuntimeError("this benchmark needs the stack")
-        return self.stack.services(name, concurrency, worker_env)
+        return self.stack.services(name, concurrency, worker_env, web_processes)

@@ -234,21 +234,27 @@ class Stack:
 
     @contextlib.contextmanager
     def services(
-        self, name: str, concurrency: int, worker_env: dict[str, str] | None = None
+        self,
+        name: str,
+        concurrency: int,
+        worker_env: dict[str, str] | None = None,
+        web_processes: int = 1,
     ) -> Iterator[Services]:
-        """The Procfile's web, and its worker with AGENT_MAX_CONCURRENCY=concurrency and
-        its own node name; both answer (healthz, ping) before this yields."""
+        """The Procfile's web with WEB_CONCURRENCY=web_processes, and its worker with
+        AGENT_MAX_CONCURRENCY=concurrency and its own node name; both answer (healthz,
+        ping) before this yields."""
         from agentsite.celery import app
         from tests.live import http_ok, procfile_argv, wait_until
 
         port = pick_port()
-        web_argv = procfile_argv("web", {**self.env, "BIND_HOST": "127.0.0.1", "PORT": str(port)})
+        web_env = {**self.env, "WEB_CONCURRENCY": str(web_processes)}
+        web_argv = procfile_argv("web", {**web_env, "BIND_HOST": "127.0.0.1", "PORT": str(port)})
         worker_env = {**self.env, "AGENT_MAX_CONCURRENCY": str(concurrency), **(worker_env or {})}
         node = f"{name}@localhost"
         worker_argv = [*procfile_argv("worker", worker_env), "-n", node]
         web_url = f"http://127.0.0.1:{port}"
         with (
-            self.process(f"{name}-web", web_argv) as web,
+            self.process(f"{name}-web", web_argv, web_env) as web,
             self.process(name, worker_argv, worker_env) as worker,
         ):
 
