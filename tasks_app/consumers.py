@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -87,6 +88,16 @@ class LiveSocket(AsyncJsonWebsocketConsumer):
         self._closed = False
         self._lock = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels hops to a thread to close stale DB connections before every handler:
+        # with hundreds of sockets on a task that is one hop per socket per line, most of
+        # a web process's time. Our handlers reach the database only through
+        # database_sync_to_async, which closes them around each call itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
