@@ -85,7 +85,7 @@ class TaskCreateForm(forms.Form):
 
 class FollowUpForm(forms.Form):
     prompt = PromptField(
-        label="Follow-up",
+        label="Your next message",
         widget=forms.Textarea(attrs={"rows": 3, **_testid("follow-up-prompt")}),
         help_text="Continues this task's session as a new task.",
     )
