@@ -160,21 +160,8 @@ def http_ok(url: str) -> bool:
 @contextlib.contextmanager
 def asgi_server(env: Mapping[str, str], name: str = "web") -> Iterator[tuple[str, LiveProcess]]:
     """The Procfile's web server (uvicorn) on a free port; yields its base URL."""
-    port = free_port()
-    argv = procfile_argv("web", {**env, "BIND_HOST": "127.0.0.1", "PORT": str(port)})
-    live = start_process(name, argv, env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: live.process.poll() is not None or http_ok(url + "/healthz"),
-            30,
-            f"{name} to answer /healthz",
-        )
-        if live.process.poll() is not None:
-            raise RuntimeError(f"{name} exited early:\n{live.log()}")
-        yield url, live
-    finally:
-        stop_process(live)
+    with asgi_server_on_port(env, free_port(), name) as served:
+        yield served
 
 
 # --- WebSocket clients (real `websockets` sync clients against asgi_server) -----------

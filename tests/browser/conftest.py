@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.engine import celery_worker, engine_env
-from tests.fakes.anthropic_api import FakeAnthropic
 from tests.live import LiveProcess, asgi_server
+
+# The fake model and a real worker running the CLI, as the engine tests have them.
+from tests.tasks_app.engine.conftest import (  # noqa: F401 - fixtures
+    fake_model,
+    worker,
+    worker_env,
+    workspace_root,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 # The background-networking flags matter: this sandbox's closed network refuses the
@@ -66,33 +71,9 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def fake_model() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
-@pytest.fixture
-def workspace_root(tmp_path: Path) -> Path:
-    root = tmp_path / "workspaces"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
-def stack_env(fake_model: FakeAnthropic, workspace_root: Path) -> dict[str, str]:
-    """One environment for the web server and the worker, as one deployment shares it."""
-    return engine_env(fake_model.base_url, workspace_root)
-
-
-@pytest.fixture
-def worker(transactional_db: None, stack_env: dict[str, str]) -> Iterator[LiveProcess]:
-    with celery_worker(stack_env, concurrency=2) as live:
-        yield live
-
-
-@pytest.fixture
-def web(transactional_db: None, stack_env: dict[str, str]) -> Iterator[WebServer]:
-    with asgi_server(stack_env) as (url, live):
+def web(transactional_db: None, worker_env: dict[str, str]) -> Iterator[WebServer]:  # noqa: F811
+    # The worker's environment: one deployment, one set of settings.
+    with asgi_server(worker_env) as (url, live):
         yield WebServer(url, live)
 
 

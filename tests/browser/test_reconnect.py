@@ -75,7 +75,7 @@ class SocketLog:
 
 
 def test_page_resumes_after_a_web_restart_without_gaps_or_duplicates(
-    worker, fake_model, web, stack_env, page
+    worker, fake_model, web, worker_env, page
 ):
     fake_model.script("[restart]", Text(LONG_REPLY, chunk_chars=6, delay_s=0.15))
     page.add_init_script(RECORD_CONNECTION_STATES)
@@ -90,7 +90,7 @@ def test_page_resumes_after_a_web_restart_without_gaps_or_duplicates(
     wait_for_script(
         page, "window.connectionStates.includes('reconnecting')", RECONNECT_MS, "the drop"
     )
-    with asgi_server_on_port(stack_env, web.port, name="web-restarted"):
+    with asgi_server_on_port(worker_env, web.port, name="web-restarted"):
         wait_for_script(
             page,
             "window.connectionStates.slice(window.connectionStates.indexOf('reconnecting'))"
