@@ -1,0 +1,49 @@
+"""Pushes from sync code (workers, views) through the real Redis channel layer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from tasks_app.services import broadcast
+
+RECEIVE_TIMEOUT_S = 15.0
+
+
+async def _join(group: str) -> str:
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    return channel
+
+
+async def _receive(channel: str) -> dict[str, Any]:
+    return await asyncio.wait_for(get_channel_layer().receive(channel), RECEIVE_TIMEOUT_S)
+
+
+def test_pushes_from_sync_code_arrive_in_order_on_one_loop():
+    channel = asyncio.run(_join("test.push.order"))
+
+    for number in range(3):
+        broadcast._group_send("test.push.order", {"type": "task.events", "number": number})
+
+    received = [asyncio.run(_receive(channel))["number"] for _ in range(3)]
+    assert received == [0, 1, 2]
+
+
+def test_a_push_from_a_forked_pool_process_arrives():
+    # The parent's loop thread exists before the fork, as in a worker whose main process
+    # pushed something; the child (a Celery pool process) must not wait on that thread.
+    broadcast._group_send("test.push.warm-up", {"type": "task.events"})
+    channel = asyncio.run(_join("test.push.fork"))
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only pushes and leaves
+        broadcast._group_send("test.push.fork", {"type": "task.events", "from": "child"})
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+    assert asyncio.run(_receive(channel))["from"] == "child"
