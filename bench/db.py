@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-T = TypeVar("T")
+from tests.live import wait_until
+
 POLL_S = 0.02
-
-
-def wait_for(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = POLL_S) -> T:
-    """Poll `condition` at a fixed short interval until it is truthy; TimeoutError after."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 def create_user_token(username: str) -> str:
@@ -49,11 +37,11 @@ def finished_tasks(ids: Sequence[int], timeout_s: float, poll_s: float = POLL_S)
     from tasks_app.models import Task, TaskStatus
 
     terminal = TaskStatus.terminal()
-    wait_for(
+    wait_until(
         lambda: Task.objects.filter(pk__in=ids, status__in=terminal).count() == len(ids),
         timeout_s,
         f"{len(ids)} tasks to finish",
-        poll_s,
+        poll_s=poll_s,
     )
     return list(Task.objects.filter(pk__in=ids).order_by("pk"))
 
@@ -75,7 +63,9 @@ def cli_start_times(ids: Sequence[int]) -> dict[int, float]:
 
 def wait_cli_running(ids: Sequence[int], timeout_s: float) -> None:
     """Wait until every task's CLI has printed its init line (and it is stored)."""
-    wait_for(lambda: len(cli_start_times(ids)) == len(ids), timeout_s, "the CLIs to start", 0.05)
+    wait_until(
+        lambda: len(cli_start_times(ids)) == len(ids), timeout_s, "the CLIs to start", poll_s=0.05
+    )
 
 
 def pending_deliveries() -> int:

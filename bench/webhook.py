@@ -22,6 +22,7 @@ from bench.context import Context
 from bench.httpclient import Answer, Endpoint, build_request, exchange
 from bench.report import BenchResult, Figure
 from bench.stats import summarize_ms
+from tests.live import wait_until
 from tests.tasks_app.github import payloads
 
 NAME = "webhook"
@@ -52,7 +53,9 @@ def run_burst(endpoint: Endpoint, requests: list[bytes], expected: int) -> list[
     wrong = [a.status for a in answers if a.status != expected]
     if wrong:
         raise RuntimeError(f"{len(wrong)} answers were not {expected}: {sorted(set(wrong))}")
-    db.wait_for(lambda: db.pending_deliveries() == 0, DRAIN_TIMEOUT_S, "the GitHub jobs", 0.05)
+    wait_until(
+        lambda: db.pending_deliveries() == 0, DRAIN_TIMEOUT_S, "the GitHub jobs", poll_s=0.05
+    )
     return [a.seconds for a in answers]
 
 

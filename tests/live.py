@@ -19,10 +19,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -56,10 +58,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> object:
-    """Poll `condition` until it returns something truthy; fail with `what` on timeout."""
+def wait_until(
+    condition: Callable[[], T],
+    timeout_s: float = 20.0,
+    what: str = "a condition",
+    *,
+    poll_s: float | None = None,
+) -> T:
+    """Poll `condition` until it returns something truthy; fail with `what` on timeout.
+    Polls back off from 10 ms to 200 ms, or keep to `poll_s` when given."""
     deadline = time.monotonic() + timeout_s
-    interval = 0.01
+    interval = poll_s or 0.01
     while True:
         value = condition()
         if value:
@@ -67,7 +76,8 @@ def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> 
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(interval)
-        interval = min(interval * 1.5, 0.2)
+        if poll_s is None:
+            interval = min(interval * 1.5, 0.2)
 
 
 def test_database_url() -> str:

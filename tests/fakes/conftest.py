@@ -29,18 +29,6 @@ FAKE_GITHUB_TOKEN = "ghs_fakeInstallationToken0123456789"
 FAKE_GITHUB_BOT = "agentsite-bot[bot]"
 
 
-def wait_until(condition: Callable[[], Any], *, timeout_s: float = 20.0, what: str = "") -> Any:
-    """Bounded poll: the condition's first truthy value, or AssertionError after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or condition}")
-        time.sleep(0.02)
-
-
 @dataclass(frozen=True)
 class CliLine:
     """One stdout JSON line of the CLI and when (monotonic) the test read it."""

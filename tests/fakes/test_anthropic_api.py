@@ -22,7 +22,7 @@ from tests.fakes.anthropic_api import (
     step_from_dict,
     step_to_dict,
 )
-from tests.fakes.conftest import wait_until
+from tests.live import wait_until
 
 TOOLS = [{"name": "Write", "description": "write a file", "input_schema": {"type": "object"}}]
 

@@ -22,7 +22,8 @@ from tests.fakes.anthropic_api import (
     Text,
     ToolUse,
 )
-from tests.fakes.conftest import ClaudeCli, ClaudeCliFactory, FakeProcess, wait_until
+from tests.fakes.conftest import ClaudeCli, ClaudeCliFactory, FakeProcess
+from tests.live import wait_until
 
 pytestmark = pytest.mark.integration
 

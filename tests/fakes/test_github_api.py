@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.fakes.conftest import FAKE_GITHUB_BOT, FAKE_GITHUB_TOKEN, FakeProcess, wait_until
+from tests.fakes.conftest import FAKE_GITHUB_BOT, FAKE_GITHUB_TOKEN, FakeProcess
 from tests.fakes.github_api import (
     ControlInputError,
     FakeGitHub,
@@ -22,6 +22,7 @@ from tests.fakes.github_api import (
     Fault,
 )
 from tests.fakes.http_base import ControlError
+from tests.live import wait_until
 
 REPO = "octo/widgets"
 COMMENTS = f"/repos/{REPO}/issues/7/comments"
