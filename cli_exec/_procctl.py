@@ -24,15 +24,19 @@ class CliStartError(RuntimeError):
     """The CLI could not be started (missing binary, bad cwd, no permission)."""
 
 
-def _child_setup(parent_pid: int) -> Callable[[], None]:
+def _child_setup(parent_pid: int, extra_setup: Callable[[], None] | None) -> Callable[[], None]:
     def setup() -> None:
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         # Ignored dispositions and blocked masks survive exec; a worker that ignores SIGINT
         # (as pool processes often do) would otherwise make the first stop step a no-op.
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # Before prctl: changing credentials (a sandbox dropping its uid) clears the
+        # parent-death signal, so it must be the last thing set.
+        if extra_setup is not None:
+            extra_setup()
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         # The parent may have died before prctl ran; the signal would then never come.
         if os.getppid() != parent_pid:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -40,8 +44,19 @@ def _child_setup(parent_pid: int) -> Callable[[], None]:
     return setup
 
 
-def spawn_group(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """Start argv as the leader of a new session and process group, with all three pipes."""
+def spawn_group(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    *,
+    pass_fds: Sequence[int] = (),
+    extra_setup: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start argv as the leader of a new session and process group, with all three pipes.
+
+    `extra_setup` runs in the child just before exec (after the signal reset, before the
+    parent-death signal is armed); `pass_fds` stay open across exec.
+    """
     try:
         return subprocess.Popen(  # noqa: S603 - argv is built by our own adapter, never a shell
             list(argv),
@@ -52,8 +67,9 @@ def spawn_group(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> subpr
             stderr=subprocess.PIPE,
             bufsize=0,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
             start_new_session=True,
-            preexec_fn=_child_setup(os.getpid()),  # needed for PR_SET_PDEATHSIG
+            preexec_fn=_child_setup(os.getpid(), extra_setup),  # needed for PR_SET_PDEATHSIG
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise CliStartError(

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -39,6 +39,10 @@ class CliCommand:
     env: Mapping[str, str]
     stdin: bytes = b""
     secrets: Sequence[str] = ()
+    # For wrappers such as the sandbox: descriptors the child inherits, and a hook run in
+    # the child just before exec (it must only make system calls: the parent has threads).
+    pass_fds: Sequence[int] = ()
+    child_setup: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,13 @@ class CliRun:
         if self._proc is not None:
             raise RuntimeError("CliRun.start() called twice")
         command = self._command
-        proc = _procctl.spawn_group(command.argv, command.cwd, command.env)
+        proc = _procctl.spawn_group(
+            command.argv,
+            command.cwd,
+            command.env,
+            pass_fds=command.pass_fds,
+            extra_setup=command.child_setup,
+        )
         self._proc = proc
         self._started_at = self._last_output_at = time.monotonic()
         try:

@@ -1,7 +1,8 @@
 """The worker's process-level duties, wired to Celery signals.
 
 - Pool processes die with the worker's main process (no orphaned CLI supervisors).
-- The worker consumes the agent queue only while `AGENT_CLI --version` runs.
+- The worker consumes the agent queue only while `AGENT_CLI --version` runs and, with
+  AGENT_SANDBOX=on, while it can build a sandbox (and says so in Redis for /readyz).
 - On SIGTERM the running CLIs get AGENT_SHUTDOWN_GRACE_S to finish, then are handed back.
 """
 
@@ -27,7 +28,7 @@ from django.db import close_old_connections
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from redis.exceptions import RedisError
 
-from tasks_app.services import draining
+from tasks_app.services import draining, sandboxing
 from tasks_app.services.cli_binary import CliUnavailable, cli_version
 from tasks_app.services.dispatch import AGENT_QUEUE
 
@@ -88,8 +89,26 @@ def cli_works() -> bool:
     return True
 
 
+def sandbox_works(worker: str) -> bool:
+    status = sandboxing.local_status()
+    try:
+        sandboxing.publish_worker_status(
+            worker, status, ttl_s=3 * settings.AGENT_CLI_CHECK_INTERVAL_S + 5
+        )
+    except RedisError as exc:
+        log.warning("sandbox_status_not_published", error=str(exc))
+    if not status.available:
+        # Never unsandboxed: with the sandbox on, a worker that cannot build one waits.
+        log.error("sandbox_unavailable", reason=status.detail)
+    return status.available
+
+
+def agent_ready(worker: str) -> bool:
+    return cli_works() and sandbox_works(worker)
+
+
 class CliGate(threading.Thread):
-    """Keeps the agent queue consumed only while the CLI runs."""
+    """Keeps the agent queue consumed only while the CLI runs (and the sandbox builds)."""
 
     def __init__(self, consumer: Any, consuming: bool, interval_s: float) -> None:
         super().__init__(name="cli-gate", daemon=True)
@@ -101,7 +120,7 @@ class CliGate(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
-            works = cli_works()
+            works = agent_ready(self.hostname)
             if self.stopped.is_set():
                 return
             if works == self.consuming:
@@ -129,7 +148,9 @@ def gate_agent_queue_on_cli(sender: Any, **_: Any) -> None:
         log.warning("drain_flag_not_cleared", error=str(exc))
     if AGENT_QUEUE not in sender.app.amqp.queues.consume_from:
         return
-    works = cli_works()
+    if not sandboxing.sandbox_on():
+        log.warning("sandbox_off", detail=sandboxing.OFF_DETAIL)
+    works = agent_ready(sender.hostname)
     if not works:
         # Same thread as the consumer and before its first message: refuse right away.
         sender.cancel_task_queue(AGENT_QUEUE)

@@ -7,7 +7,9 @@ fault tests finish in seconds; the code paths are the production ones.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -36,6 +38,19 @@ FAST_TIMINGS = {
     "AGENT_CLI_CHECK_INTERVAL_S": "0.5",
     "AGENT_SHUTDOWN_GRACE_S": "30",
 }
+
+
+@contextlib.contextmanager
+def sandbox_reachable_dir(prefix: str) -> Iterator[Path]:
+    """A scratch directory a sandbox can bind: pytest's own tmp root is private (0700),
+    and a worker running as root starts each sandbox as an unprivileged user, which must
+    be able to walk down to the workspaces (as AGENT_WORKSPACE_ROOT must be in production)."""
+    path = Path(tempfile.mkdtemp(prefix=f"agentsite-{prefix}-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def engine_env(model_url: str, workspace_root: Path, **overrides: str) -> dict[str, str]:

@@ -7,8 +7,10 @@ CLI instead of writing over whoever owns it now.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 
 import structlog
@@ -19,10 +21,11 @@ from cli_exec import CliStartError
 from cli_exec.claude import ClaudeOptions, RunSummary, Verdict, build_argv, build_env, summarize_run
 from cli_exec.events import CliEvent, EventKind
 from cli_exec.runner import CliCommand, CliRun, RunLimits, RunOutcome, StopReason
+from cli_exec.sandbox import SandboxRun, SandboxStartError, SandboxUnavailable
 from tasks_app import selectors
 from tasks_app.metrics import CLI_PROCESSES
 from tasks_app.models import Task, TaskStatus
-from tasks_app.services import outcomes, transcripts
+from tasks_app.services import outcomes, sandboxing, transcripts
 from tasks_app.services.cli_binary import resolve_cli
 from tasks_app.services.events import NewEvent, StreamOwnershipLost, append_events
 from tasks_app.services.monitor import AttemptMonitor, StopCause
@@ -31,6 +34,7 @@ from tasks_app.services.sessions import cli_config_path, workspace_path
 log = structlog.get_logger(__name__)
 MAX_EVENTS_PER_INSERT = 500
 CLI_PATH = "/usr/local/bin:/usr/bin:/bin"
+BWRAP_ERROR = "bwrap: "
 
 
 def known_secrets() -> list[str]:
@@ -60,13 +64,16 @@ def effective_budget(task: Task) -> Decimal | None:
     return min(caps) if caps else None
 
 
-def build_command(task: Task, *, budget: Decimal | None) -> CliCommand:
+def build_command(
+    task: Task, *, budget: Decimal | None, cli: str, sandbox: SandboxRun | None
+) -> CliCommand:
+    """The CLI's command for this attempt; inside `sandbox` when there is one, where the
+    CLI reaches the model through the sandbox's gateway with a per-run token."""
     session = task.session
     workspace = workspace_path(session)
     config_dir = cli_config_path(session)
-    transcripts.restore_transcript(session=session, config_dir=config_dir, workspace=workspace)
     options = ClaudeOptions(
-        cli=resolve_cli(),
+        cli=cli,
         max_turns=task.max_turns,
         max_budget_usd=budget,
         permission_mode=settings.AGENT_PERMISSION_MODE or None,
@@ -74,22 +81,25 @@ def build_command(task: Task, *, budget: Decimal | None) -> CliCommand:
         resume_session_id=session.cli_session_id or None,
     )
     extra = {"IS_SANDBOX": "1"} if settings.AGENT_PERMISSION_MODE == "bypassPermissions" else {}
+    if sandbox is not None:
+        extra.update(sandbox.model_env)
     env = build_env(
         config_dir=config_dir,
         path=CLI_PATH,
-        api_key=settings.ANTHROPIC_API_KEY or None,
-        base_url=settings.ANTHROPIC_BASE_URL or None,
-        oauth_token=settings.CLAUDE_CODE_OAUTH_TOKEN or None,
+        api_key=None if sandbox else settings.ANTHROPIC_API_KEY or None,
+        base_url=None if sandbox else settings.ANTHROPIC_BASE_URL or None,
+        oauth_token=None if sandbox else settings.CLAUDE_CODE_OAUTH_TOKEN or None,
         max_api_retries=settings.AGENT_CLI_API_RETRIES,
         extra=extra,
     )
-    return CliCommand(
+    command = CliCommand(
         argv=build_argv(options),
         cwd=workspace,
         env=env,
         stdin=task.prompt.encode("utf-8"),
         secrets=tuple(known_secrets()),
     )
+    return sandbox.wrap(command) if sandbox is not None else command
 
 
 def run_limits(task: Task) -> RunLimits:
@@ -152,28 +162,84 @@ def supervise(run: CliRun, writer: EventWriter, monitor: AttemptMonitor) -> Stop
     return cause
 
 
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How an attempt ended, once everything it ran is gone."""
+
+    summary: RunSummary
+    final_events: list[NewEvent] = field(default_factory=list)
+    exit_code: int | None = None
+    handed_back: bool = False
+    finished_at: datetime | None = None
+
+
 def execute_claimed_task(task: Task) -> TaskStatus | None:
     """Run the attempt `task` was just claimed for; returns the status it ended in."""
     attempt = task.attempts
     structlog.contextvars.bind_contextvars(task_id=task.pk, attempt=attempt, worker=task.worker)
     budget = effective_budget(task)
     if budget is not None and budget <= 0:
-        summary = outcomes.refusal("Your daily budget was spent before this task could start.")
-        return outcomes.finish_attempt(task, attempt=attempt, summary=summary, final_events=[])
+        ended: AttemptEnd | None = AttemptEnd(
+            outcomes.refusal("Your daily budget was spent before this task could start.")
+        )
+    else:
+        ended = run_sandboxed_attempt(task, attempt, budget)
+    if ended is None:
+        log.warning("attempt_lost_ownership")
+        return None
+    # Recorded only now: the run's processes, sandbox, sockets and token are gone, so
+    # whoever sees the task finished sees nothing of it still running.
+    return outcomes.finish_attempt(
+        task,
+        attempt=attempt,
+        summary=ended.summary,
+        final_events=ended.final_events,
+        exit_code=ended.exit_code,
+        handed_back=ended.handed_back,
+        finished_at=ended.finished_at,
+    )
+
+
+def run_sandboxed_attempt(task: Task, attempt: int, budget: Decimal | None) -> AttemptEnd | None:
+    """Prepare the attempt (its sandbox unless AGENT_SANDBOX=off) and run it; None when
+    the attempt lost the task to someone else meanwhile."""
+    session = task.session
+    workspace, config_dir, cli = workspace_path(session), cli_config_path(session), resolve_cli()
+    with contextlib.ExitStack() as stack:
+        try:
+            transcripts.restore_transcript(
+                session=session, config_dir=config_dir, workspace=workspace
+            )
+            sandbox = stack.enter_context(
+                sandboxing.attempt_sandbox(
+                    task, workspace=workspace, config_dir=config_dir, cli=cli
+                )
+            )
+            command = build_command(task, budget=budget, cli=cli, sandbox=sandbox)
+        except (SandboxStartError, SandboxUnavailable) as exc:
+            error = f"The sandbox could not be started: {exc}."
+            return AttemptEnd(outcomes.refusal(error, transient=True))
+        except (OSError, ValueError) as exc:
+            error = f"The task could not be prepared: {exc}."
+            return AttemptEnd(outcomes.refusal(error, transient=True))
+        return run_attempt(task, attempt, command, sandbox)
+
+
+def run_attempt(
+    task: Task, attempt: int, command: CliCommand, sandbox: SandboxRun | None
+) -> AttemptEnd | None:
     started = time.monotonic()
     writer = EventWriter(task, attempt)
-    monitor = AttemptMonitor(task=task, attempt=attempt)
-    try:
-        command = build_command(task, budget=budget)
-    except (OSError, ValueError) as exc:
-        summary = outcomes.refusal(f"The task could not be prepared: {exc}.", transient=True)
-        return outcomes.finish_attempt(task, attempt=attempt, summary=summary, final_events=[])
+    monitor = AttemptMonitor(
+        task=task, attempt=attempt, limit_hit=sandbox.limit_hit if sandbox else None
+    )
     with CliRun(command, run_limits(task)) as run:
         try:
             record_pid(task, attempt, run.start())
         except (CliStartError, OSError) as exc:
-            summary = outcomes.refusal(f"The CLI could not be started: {exc}.", transient=True)
-            return outcomes.finish_attempt(task, attempt=attempt, summary=summary, final_events=[])
+            what = "sandbox" if sandbox is not None else "CLI"
+            error = f"The {what} could not be started: {exc}."
+            return AttemptEnd(outcomes.refusal(error, transient=True))
         CLI_PROCESSES.inc()
         try:
             cause = supervise(run, writer, monitor)
@@ -181,9 +247,8 @@ def execute_claimed_task(task: Task) -> TaskStatus | None:
             CLI_PROCESSES.dec()
         outcome: RunOutcome = run.outcome
     if cause is StopCause.LOST:
-        log.warning("attempt_lost_ownership")
         return None
-    summary: RunSummary = summarize_run(outcome)
+    summary = judge(outcome, sandbox)
     if summary.cli_session_id:
         transcripts.save_transcript(
             session=task.session,
@@ -199,12 +264,28 @@ def execute_claimed_task(task: Task) -> TaskStatus | None:
         lines=outcome.stdout_lines,
         seconds=round(time.monotonic() - started, 3),
     )
-    return outcomes.finish_attempt(
-        task,
-        attempt=attempt,
-        summary=summary,
+    return AttemptEnd(
+        summary,
         final_events=writer.held_back,
         exit_code=outcome.exit_code,
         handed_back=cause is StopCause.DRAIN and summary.verdict is not Verdict.SUCCEEDED,
         finished_at=timezone.now(),
     )
+
+
+def judge(outcome: RunOutcome, sandbox: SandboxRun | None) -> RunSummary:
+    """The run's verdict; a sandbox limit the agent ran into fails it, whatever the CLI
+    made of it (a fork bomb's failed forks or an OOM-killed tool are not a success)."""
+    summary = summarize_run(outcome)
+    if sandbox is None:
+        return summary
+    limit = sandbox.limit_hit()
+    if limit is not None:
+        return replace(
+            summary, verdict=Verdict.FAILED, error=f"The agent hit {limit} and was stopped."
+        )
+    if outcome.result is None and BWRAP_ERROR in outcome.stderr_tail:
+        # bubblewrap failed before the CLI ran: say so, and keep it transient.
+        detail = outcome.stderr_tail[outcome.stderr_tail.rindex(BWRAP_ERROR) :].splitlines()[0]
+        return replace(summary, error=f"The sandbox could not be started: {detail}")
+    return summary

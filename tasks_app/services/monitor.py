@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -23,12 +24,15 @@ class StopCause(StrEnum):
     CANCEL = "cancel"
     DRAIN = "drain"  # the worker is shutting down and its grace period is over
     LOST = "lost"  # the task is no longer running this attempt
+    LIMIT = "limit"  # the agent ran into a sandbox resource limit
 
 
 @dataclass
 class AttemptMonitor:
     task: Task
     attempt: int
+    # The sandbox's limit check (cgroup event counters), when the run has a sandbox.
+    limit_hit: Callable[[], str | None] | None = None
     next_flag_check: float = 0.0
     next_heartbeat: float = field(default_factory=lambda: time.monotonic())
 
@@ -41,6 +45,8 @@ class AttemptMonitor:
                 return cause
         if now >= self.next_flag_check:
             self.next_flag_check = now + FLAG_POLL_S
+            if self.limit_hit is not None and self.limit_hit() is not None:
+                return StopCause.LIMIT
             return self.check_flags()
         return None
 

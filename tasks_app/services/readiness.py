@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import connection
 from kombu import Connection
 
+from cli_exec.sandbox import SandboxUnavailable
+from tasks_app.services import sandboxing
 from tasks_app.services.cli_binary import cli_version
 
 CHECK_TIMEOUT_S = 2.0
@@ -55,11 +57,19 @@ def check_cli() -> str:
     return cli_version(timeout_s=CHECK_TIMEOUT_S * 2)
 
 
+def check_sandbox() -> str:
+    status = sandboxing.service_status()
+    if not status.available:
+        raise SandboxUnavailable(status.detail)
+    return status.detail
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "database": check_database,
     "redis": check_redis,
     "broker": check_broker,
     "cli": check_cli,
+    "sandbox": check_sandbox,
 }
 
 

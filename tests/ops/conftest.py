@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine import sandbox_reachable_dir
 from tests.live import ARTIFACTS, ROOT, LiveProcess, stop_process, wait_until
 
 
@@ -77,5 +78,6 @@ def unique_name(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def module_workspace_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("workspaces")
+def module_workspace_root() -> Iterator[Path]:
+    with sandbox_reachable_dir("workspaces") as root:
+        yield root

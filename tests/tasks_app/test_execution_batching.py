@@ -34,8 +34,12 @@ def test_fast_cli_output_is_stored_in_batches_not_a_round_trip_per_line(user, tm
     cli.chmod(0o755)
     task = make_task(user)
     assert claim_task(task, worker="test-worker")
+    # The scripted CLI is a host script for the host's interpreter: this test measures the
+    # event writer, not the sandbox (which tests/tasks_app/engine/test_sandbox.py covers).
     with (
-        override_settings(AGENT_CLI=str(cli), AGENT_WORKSPACE_ROOT=tmp_path / "ws"),
+        override_settings(
+            AGENT_CLI=str(cli), AGENT_WORKSPACE_ROOT=tmp_path / "ws", AGENT_SANDBOX="off"
+        ),
         CaptureQueriesContext(connection) as queries,
     ):
         status = execute_claimed_task(task)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import AbstractUser
 
-from tests.engine import celery_worker, engine_env
+from tests.engine import celery_worker, engine_env, sandbox_reachable_dir
 from tests.factories import make_user
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.live import LiveProcess
@@ -21,10 +21,9 @@ def fake_model() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture
-def workspace_root(tmp_path: Path) -> Path:
-    root = tmp_path / "workspaces"
-    root.mkdir()
-    return root
+def workspace_root() -> Iterator[Path]:
+    with sandbox_reachable_dir("workspaces") as root:
+        yield root
 
 
 @pytest.fixture

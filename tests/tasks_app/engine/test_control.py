@@ -108,9 +108,11 @@ def test_daily_budget_caps_each_run_and_then_refuses_new_tasks(fake_model, owner
             task_create(owner=owner, prompt="four", source=Source.API)
 
 
-def test_worker_takes_no_jobs_while_the_cli_does_not_run(fake_model, owner, tmp_path):
+def test_worker_takes_no_jobs_while_the_cli_does_not_run(
+    fake_model, owner, tmp_path, workspace_root
+):
     cli = tmp_path / "bin" / "claude"
-    env = engine_env(fake_model.base_url, tmp_path / "ws", AGENT_CLI=str(cli))
+    env = engine_env(fake_model.base_url, workspace_root, AGENT_CLI=str(cli))
     fake_model.script("[gate]", Text("ran"))
 
     def agent_queue_consumed(name: str) -> bool:

@@ -1,0 +1,241 @@
+"""Per-run resource limits through cgroups: a process limit and a memory limit.
+
+cgroup v1 (a hierarchy per controller, as on this kind of machine) and v2 (one unified
+tree) are both handled; whichever is mounted and writable is used, and `describe()` says
+which limits hold so that readiness can report them. The run's first process joins its
+groups between fork and exec, so nothing the agent starts is ever outside them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    pids_max: int | None  # processes and threads together, as the kernel counts them
+    memory_bytes: int | None
+
+
+@dataclass(frozen=True)
+class LimitSupport:
+    """Which limits this machine can enforce, and how; `reason` when one cannot."""
+
+    pids: str | None  # "cgroup v1", "cgroup v2" or None
+    memory: str | None
+    reason: str = ""
+
+    def describe(self, limits: ResourceLimits) -> str:
+        parts = []
+        if limits.pids_max is not None:
+            parts.append(f"pids {limits.pids_max} ({self.pids})" if self.pids else "pids: none")
+        if limits.memory_bytes is not None:
+            mib = limits.memory_bytes // 1_048_576
+            parts.append(f"memory {mib} MiB ({self.memory})" if self.memory else "memory: none")
+        text = ", ".join(parts) or "no limits configured"
+        return f"{text}; {self.reason}" if self.reason else text
+
+
+def _own_v1_path(controller: str) -> Path | None:
+    """This process's group in a v1 hierarchy, from /proc/self/cgroup."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return CGROUP_ROOT / controller / path.lstrip("/")
+    return None
+
+
+def _own_v2_path() -> Path | None:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("0::"):
+            return CGROUP_ROOT / line[3:].lstrip("/")
+    return None
+
+
+def _writable_dir(path: Path | None) -> bool:
+    return path is not None and path.is_dir() and os.access(path, os.W_OK)
+
+
+def _v2_delegated_base() -> Path | None:
+    """A v2 group whose children may use pids and memory: the tree must be unified and
+    our parent must hand both controllers down (the "no internal processes" rule means a
+    busy group cannot enable them for children of its own)."""
+    if not (CGROUP_ROOT / "cgroup.controllers").exists():
+        return None
+    own = _own_v2_path()
+    if own is None or not _writable_dir(own):
+        return None
+    try:
+        enabled = (own / "cgroup.subtree_control").read_text().split()
+    except OSError:
+        return None
+    return own if {"pids", "memory"} <= set(enabled) else None
+
+
+def detect() -> LimitSupport:
+    v2 = _v2_delegated_base()
+    if v2 is not None:
+        return LimitSupport(pids="cgroup v2", memory="cgroup v2")
+    pids = _own_v1_path("pids")
+    memory = _own_v1_path("memory")
+    pids_ok = _writable_dir(pids)
+    memory_ok = _writable_dir(memory)
+    missing = [name for name, ok in (("pids", pids_ok), ("memory", memory_ok)) if not ok]
+    reason = f"cgroup {', '.join(missing)} not writable by the worker" if missing else ""
+    return LimitSupport(
+        pids="cgroup v1" if pids_ok else None,
+        memory="cgroup v1" if memory_ok else None,
+        reason=reason,
+    )
+
+
+@dataclass
+class RunGroups:
+    """The cgroups of one run: created before it starts, removed after it ends."""
+
+    limits: ResourceLimits
+    paths: list[Path] = field(default_factory=list)
+    pids_dir: Path | None = None
+    memory_dir: Path | None = None
+    version: int = 1
+    _procs_files: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, name: str, limits: ResourceLimits, support: LimitSupport) -> RunGroups:
+        groups = cls(limits)
+        try:
+            if support.pids == "cgroup v2":
+                groups._create_v2(name)
+            else:
+                groups._create_v1(name, support)
+        except OSError:
+            groups.remove()
+            raise
+        return groups
+
+    def _create_v2(self, name: str) -> None:
+        base = _v2_delegated_base()
+        assert base is not None  # noqa: S101 - detect() said it exists
+        group = base / f"agentsite-{name}"
+        group.mkdir()
+        self.paths.append(group)
+        self.version = 2
+        self.pids_dir = self.memory_dir = group
+        if self.limits.pids_max is not None:
+            (group / "pids.max").write_text(str(self.limits.pids_max))
+        if self.limits.memory_bytes is not None:
+            (group / "memory.max").write_text(str(self.limits.memory_bytes))
+            # Swap would turn a memory hog into a machine-wide slowdown instead of a kill.
+            with contextlib.suppress(FileNotFoundError):
+                (group / "memory.swap.max").write_text("0")
+        self._procs_files.append(str(group / "cgroup.procs"))
+
+    def _create_v1(self, name: str, support: LimitSupport) -> None:
+        if self.limits.pids_max is not None and support.pids:
+            own = _own_v1_path("pids")
+            assert own is not None  # noqa: S101
+            group = own / f"agentsite-{name}"
+            group.mkdir()
+            self.paths.append(group)
+            self.pids_dir = group
+            (group / "pids.max").write_text(str(self.limits.pids_max))
+            self._procs_files.append(str(group / "cgroup.procs"))
+        if self.limits.memory_bytes is not None and support.memory:
+            own = _own_v1_path("memory")
+            assert own is not None  # noqa: S101
+            group = own / f"agentsite-{name}"
+            group.mkdir()
+            self.paths.append(group)
+            self.memory_dir = group
+            (group / "memory.limit_in_bytes").write_text(str(self.limits.memory_bytes))
+            with contextlib.suppress(OSError):
+                (group / "memory.memsw.limit_in_bytes").write_text(str(self.limits.memory_bytes))
+            self._procs_files.append(str(group / "cgroup.procs"))
+
+    def joiner(self) -> Callable[[], None]:
+        """For the child between fork and exec: system calls only, no Python I/O objects."""
+        files = [os.fsencode(path) for path in self._procs_files]
+
+        def join() -> None:
+            pid = str(os.getpid()).encode()
+            for path in files:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.write(fd, pid)
+                finally:
+                    os.close(fd)
+
+        return join
+
+    def limit_hit(self) -> str | None:
+        """A sentence naming the limit the run ran into, or None."""
+        if self.pids_dir is not None and self.limits.pids_max is not None:
+            if _event_count(self.pids_dir / "pids.events", "max") > 0:
+                return f"the sandbox's process limit ({self.limits.pids_max} processes)"
+        if self.memory_dir is not None and self.limits.memory_bytes is not None:
+            events = "memory.events" if self.version == 2 else "memory.oom_control"
+            if _event_count(self.memory_dir / events, "oom_kill") > 0:
+                mib = self.limits.memory_bytes // 1_048_576
+                return f"the sandbox's memory limit ({mib} MiB)"
+        return None
+
+    def remove(self, timeout_s: float = 5.0) -> None:
+        """Kill whatever is still in the groups, wait for them to empty, remove them.
+
+        Once the run's first process is reaped its PID namespace is gone, but the kernel
+        may still be tearing it down (a SIGKILLed sandbox); a group is removable only once
+        empty, so this polls, boundedly.
+        """
+        deadline = time.monotonic() + timeout_s
+        for path in reversed(self.paths):
+            while True:
+                _kill_members(path)
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+        self.paths.clear()
+
+
+def _kill_members(group: Path) -> None:
+    try:
+        pids = (group / "cgroup.procs").read_text().split()
+    except OSError:
+        return
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def _event_count(path: Path, key: str) -> int:
+    try:
+        text = path.read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0

