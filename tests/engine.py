@@ -42,10 +42,12 @@ FAST_TIMINGS = {
 
 @contextlib.contextmanager
 def sandbox_reachable_dir(prefix: str) -> Iterator[Path]:
-    """A scratch directory a sandbox can bind: pytest's own tmp root is private (0700),
-    and a worker running as root starts each sandbox as an unprivileged user, which must
-    be able to walk down to the workspaces (as AGENT_WORKSPACE_ROOT must be in production)."""
-    path = Path(tempfile.mkdtemp(prefix=f"agentsite-{prefix}-"))
+    """A scratch directory a sandbox can bind, under var/ as a real workspace root is:
+    pytest's own tmp root is private (0700), and a worker running as root starts each
+    sandbox as an unprivileged user, which must be able to walk down to the workspaces."""
+    parent = ROOT / "var" / "test-workspaces"
+    parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=parent))
     path.chmod(0o711)
     try:
         yield path

@@ -108,8 +108,8 @@ def system_args() -> list[str]:
         "--proc", "/proc",  # a new procfs: only this sandbox's processes
         "--dev", "/dev",
         "--tmpfs", "/tmp",  # noqa: S108
-        "--dir", "/var/tmp",  # noqa: S108
-        "--dir", HOME,
+        "--tmpfs", "/var/tmp",  # noqa: S108
+        "--tmpfs", HOME,
     ]  # fmt: skip
     return args
 
@@ -120,7 +120,10 @@ def mount_args(mounts: Sequence[FdMount], files: Sequence[FdFile]) -> list[str]:
         args += ["--bind-fd" if mount.writable else "--ro-bind-fd", str(mount.fd), mount.dest]
     for file in files:
         args += ["--ro-bind-data", str(file.fd), file.dest]
-    return args
+    # Last: the root tmpfs (the directories bwrap made for the mounts above) becomes
+    # read-only, so the only writable places are the workspace, the CLI config dir and
+    # the private tmpfs mounts.
+    return [*args, "--remount-ro", "/"]
 
 
 def inner_args(python: str, forwards: dict[int, str], command: Sequence[str]) -> list[str]:
