@@ -164,6 +164,10 @@ def start_draining(sender: str, sig: str, how: str, **_: Any) -> None:
     """Warm shutdown: tell this worker's CLIs when their grace period ends."""
     for gate in GATES:
         gate.stopped.set()
+    try:
+        sandboxing.forget_worker_status(sender)
+    except RedisError as exc:
+        log.warning("sandbox_status_not_forgotten", error=str(exc))
     if how != "Warm":
         return
     try:

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+_PREFIX = "agentsite-"
+# A run's groups left behind (its worker was killed) are removed once this old and empty.
+STALE_AFTER_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class RunGroups:
 
     @classmethod
     def create(cls, name: str, limits: ResourceLimits, support: LimitSupport) -> RunGroups:
+        sweep_stale(support)
         groups = cls(limits)
         try:
             if support.pids == "cgroup v2":
@@ -133,7 +137,7 @@ class RunGroups:
     def _create_v2(self, name: str) -> None:
         base = _v2_delegated_base()
         assert base is not None  # noqa: S101 - detect() said it exists
-        group = base / f"agentsite-{name}"
+        group = base / f"{_PREFIX}{name}"
         group.mkdir()
         self.paths.append(group)
         self.version = 2
@@ -151,7 +155,7 @@ class RunGroups:
         if self.limits.pids_max is not None and support.pids:
             own = _own_v1_path("pids")
             assert own is not None  # noqa: S101
-            group = own / f"agentsite-{name}"
+            group = own / f"{_PREFIX}{name}"
             group.mkdir()
             self.paths.append(group)
             self.pids_dir = group
@@ -160,7 +164,7 @@ class RunGroups:
         if self.limits.memory_bytes is not None and support.memory:
             own = _own_v1_path("memory")
             assert own is not None  # noqa: S101
-            group = own / f"agentsite-{name}"
+            group = own / f"{_PREFIX}{name}"
             group.mkdir()
             self.paths.append(group)
             self.memory_dir = group
@@ -217,6 +221,27 @@ class RunGroups:
                         raise
                     time.sleep(0.01)
         self.paths.clear()
+
+
+def sweep_stale(support: LimitSupport) -> int:
+    """Remove empty run groups left by a worker that was killed before it could remove
+    them. Only old ones: a new group is empty until its run's first process joins it;
+    one still in use is never empty, and rmdir refuses it."""
+    if support.pids == "cgroup v2":
+        bases = [_v2_delegated_base()]
+    else:
+        bases = [_own_v1_path("pids") if support.pids else None]
+        bases.append(_own_v1_path("memory") if support.memory else None)
+    removed = 0
+    cutoff = time.time() - STALE_AFTER_S
+    for base in (b for b in bases if b is not None):
+        with contextlib.suppress(OSError):
+            for group in base.iterdir():
+                if group.name.startswith(_PREFIX) and group.stat().st_mtime < cutoff:
+                    with contextlib.suppress(OSError):
+                        group.rmdir()
+                        removed += 1
+    return removed
 
 
 def _kill_members(group: Path) -> None:

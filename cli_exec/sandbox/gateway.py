@@ -131,7 +131,7 @@ class RunGateway:
                 if request is None:
                     return
                 await self._answer(connection, writer, request)
-                if connection.our_state is not h11.DONE or not self.active:
+                if connection.our_state is not h11.DONE:
                     return
                 connection.start_next_cycle()
         except (h11.ProtocolError, ConnectionError):

@@ -97,6 +97,15 @@ class SandboxNetwork:
         with contextlib.suppress(TimeoutError, RuntimeError):
             self._call(self._close(run))
 
+    def close(self) -> None:
+        """Stop the loop and its upstream client (a worker keeps its network for life;
+        tests and benchmarks do not)."""
+        with contextlib.suppress(TimeoutError, RuntimeError):
+            self._call(self._client.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(_CALL_TIMEOUT_S)
+        self._loop.close()
+
     @staticmethod
     async def _close(run: RunNetwork) -> None:
         for server in run.servers:

@@ -110,6 +110,10 @@ def publish_worker_status(worker: str, status: SandboxStatus, ttl_s: float) -> N
     get_redis().set(STATUS_KEY_PREFIX + worker, status.to_json(), ex=max(1, int(ttl_s)))
 
 
+def forget_worker_status(worker: str) -> None:
+    get_redis().delete(STATUS_KEY_PREFIX + worker)
+
+
 def _worker_statuses() -> dict[str, SandboxStatus]:
     client = get_redis()
     keys = sorted(client.scan_iter(match=STATUS_KEY_PREFIX + "*", count=100))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 
 from cli_exec.events import CliEvent, EventKind
 from cli_exec.runner import CliCommand, CliRun, RunLimits, RunOutcome
+from cli_exec.sandbox.network import SandboxNetwork
 
 FAKE_CLIS = Path(__file__).parent / "fake_clis"
 
@@ -109,3 +112,22 @@ def command_in(tmp_path: Path) -> Callable[..., CliCommand]:
         return CliCommand(argv=argv, cwd=tmp_path, env=env or {}, stdin=stdin, secrets=secrets)
 
     return build
+
+
+@pytest.fixture
+def network() -> Iterator[SandboxNetwork]:
+    network = SandboxNetwork()
+    try:
+        yield network
+    finally:
+        network.close()
+
+
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    # AF_UNIX paths are limited to 108 bytes; pytest's tmp_path can be longer.
+    path = Path(tempfile.mkdtemp(prefix="sandbox-net-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,36 +21,7 @@ from tests.live import free_port
 
 REAL_KEY = "sk-ant-real-key-held-by-the-worker"
 REAL_OAUTH = "sk-ant-oat-real-oauth-token"
-TOOLS = [{"name": "Write", "description": "write a file", "input_schema": {"type": "object"}}]
 PATH = "/v1/messages?beta=true"
-
-
-def stop_network(network: SandboxNetwork) -> None:
-    # A worker keeps its SandboxNetwork for life, so it has no close(); a test must not leak
-    # its loop thread or its upstream client.
-    network._call(network._client.aclose())
-    network._loop.call_soon_threadsafe(network._loop.stop)
-    network._thread.join(5)
-    network._loop.close()
-
-
-@pytest.fixture
-def network() -> Iterator[SandboxNetwork]:
-    network = SandboxNetwork()
-    try:
-        yield network
-    finally:
-        stop_network(network)
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    # AF_UNIX paths are limited to 108 bytes; pytest's tmp_path can be longer.
-    path = Path(tempfile.mkdtemp(prefix="gw-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
 
 
 @pytest.fixture
@@ -97,8 +66,13 @@ def messages_body(marker: str) -> dict[str, Any]:
         "max_tokens": 1024,
         "messages": [{"role": "user", "content": [{"type": "text", "text": f"{marker} go"}]}],
         "stream": True,
-        "tools": TOOLS,
+        "tools": [{"name": "Write", "input_schema": {"type": "object"}}],
     }
+
+
+def post(run_dir: Path, headers: dict[str, str], marker: str = "m") -> httpx.Response:
+    with gateway_client(run_dir) as client:
+        return client.post(PATH, json=messages_body(marker), headers=headers)
 
 
 def gateway_socket(run_dir: Path) -> socket.socket:
@@ -118,8 +92,13 @@ def exchange(sock: socket.socket, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def lower_keys(headers: dict[str, str]) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers.items()}
+def upstream_headers(fake: FakeAnthropic, marker: str) -> dict[str, str]:
+    [seen] = fake.requests(marker)
+    return {name.lower(): value for name, value in seen.headers.items()}
+
+
+def forwarded_nothing(fake: FakeAnthropic) -> bool:
+    return not fake.requests() and not fake.side_requests()
 
 
 def test_gateway_right_token_streams_the_upstream_sse_unchanged(open_gateway, fake, run_dir):
@@ -129,10 +108,7 @@ def test_gateway_right_token_streams_the_upstream_sse_unchanged(open_gateway, fa
     )
     run = open_gateway()
 
-    with gateway_client(run_dir) as client:
-        relayed = client.post(
-            PATH, json=messages_body("same-marker"), headers={"x-api-key": run.token}
-        )
+    relayed = post(run_dir, {"x-api-key": run.token}, "same-marker")
 
     assert relayed.status_code == 200
     assert relayed.headers["content-type"] == direct.headers["content-type"]
@@ -142,50 +118,33 @@ def test_gateway_right_token_streams_the_upstream_sse_unchanged(open_gateway, fa
     assert b"message_stop" in relayed.content
 
 
-def test_gateway_forwards_the_real_key_and_never_the_run_token(open_gateway, fake, run_dir):
+@pytest.mark.parametrize(("header", "scheme"), [("x-api-key", ""), ("authorization", "Bearer ")])
+def test_gateway_replaces_the_run_token_by_the_real_key(
+    open_gateway, fake, run_dir, header, scheme
+):
     fake.script("key-marker", Text("hi"))
     run = open_gateway()
 
-    with gateway_client(run_dir) as client:
-        client.post(PATH, json=messages_body("key-marker"), headers={"x-api-key": run.token})
-
-    [seen] = fake.requests("key-marker")
-    headers = lower_keys(seen.headers)
-    assert headers["x-api-key"] == REAL_KEY
-    assert "authorization" not in headers
-    assert run.token not in json.dumps(seen.headers) + json.dumps(seen.body)
-
-
-def test_gateway_bearer_token_is_accepted_and_replaced_by_the_key(open_gateway, fake, run_dir):
-    fake.script("bearer-marker", Text("hi"))
-    run = open_gateway()
-
-    with gateway_client(run_dir) as client:
-        response = client.post(
-            PATH,
-            json=messages_body("bearer-marker"),
-            headers={"authorization": f"Bearer {run.token}"},
-        )
+    response = post(run_dir, {header: scheme + run.token}, "key-marker")
 
     assert response.status_code == 200
-    [seen] = fake.requests("bearer-marker")
-    assert lower_keys(seen.headers)["x-api-key"] == REAL_KEY
-    assert "authorization" not in lower_keys(seen.headers)
+    headers = upstream_headers(fake, "key-marker")
+    assert headers["x-api-key"] == REAL_KEY
+    assert "authorization" not in headers
+    [seen] = fake.requests("key-marker")
+    assert run.token not in json.dumps(seen.headers) + json.dumps(seen.body)
 
 
 def test_gateway_oauth_credential_is_sent_as_bearer(open_gateway, fake, run_dir):
     fake.script("oauth-marker", Text("hi"))
     run = open_gateway(credential=ModelCredential(oauth_token=REAL_OAUTH))
 
-    with gateway_client(run_dir) as client:
-        response = client.post(
-            PATH, json=messages_body("oauth-marker"), headers={"x-api-key": run.token}
-        )
+    response = post(run_dir, {"x-api-key": run.token}, "oauth-marker")
 
     assert response.status_code == 200
-    [seen] = fake.requests("oauth-marker")
-    assert lower_keys(seen.headers)["authorization"] == f"Bearer {REAL_OAUTH}"
-    assert "x-api-key" not in lower_keys(seen.headers)
+    headers = upstream_headers(fake, "oauth-marker")
+    assert headers["authorization"] == f"Bearer {REAL_OAUTH}"
+    assert "x-api-key" not in headers
 
 
 @pytest.mark.parametrize(
@@ -204,17 +163,14 @@ def test_gateway_without_the_run_token_answers_401_and_forwards_nothing(
     fake.script("refused-marker", Text("never"))
     run = open_gateway()
 
-    with gateway_client(run_dir) as client:
-        response = client.post(
-            PATH, json=messages_body("refused-marker"), headers=presented(run.token)
-        )
+    response = post(run_dir, presented(run.token), "refused-marker")
 
     assert response.status_code == 401
     assert response.json() == {
         "type": "error",
         "error": {"type": "authentication_error", "message": f"model gateway: {reason}"},
     }
-    assert fake.requests() == [] and fake.side_requests() == []
+    assert forwarded_nothing(fake)
 
 
 def test_gateway_after_revoke_answers_401_expired_on_an_open_connection(
@@ -232,42 +188,38 @@ def test_gateway_after_revoke_answers_401_expired_on_an_open_connection(
 
     assert answer.startswith(b"HTTP/1.1 401 ")
     assert answer.endswith(b'"message": "model gateway: expired token"}}')
-    assert fake.requests() == [] and fake.side_requests() == []
+    assert forwarded_nothing(fake)
 
 
 def test_gateway_after_close_run_refuses_connections(network, open_gateway, fake, run_dir):
     run = open_gateway()
     network.close_run(run)
 
-    with gateway_client(run_dir) as client, pytest.raises(httpx.ConnectError):
-        client.post(PATH, json=messages_body("closed-marker"), headers={"x-api-key": run.token})
+    with pytest.raises(httpx.ConnectError):
+        post(run_dir, {"x-api-key": run.token})
 
-    assert fake.requests() == []
+    assert forwarded_nothing(fake)
 
 
 def test_gateway_close_run_cuts_an_answer_being_streamed(network, open_gateway, fake, run_dir):
     fake.script("cut-marker", Hang())
     run = open_gateway()
-    body, headers = messages_body("cut-marker"), {"x-api-key": run.token}
+    request = {"json": messages_body("cut-marker"), "headers": {"x-api-key": run.token}}
 
-    try:
-        with gateway_client(run_dir) as client:
-            with client.stream("POST", PATH, json=body, headers=headers) as response:
-                lines = response.iter_lines()
-                next(line for line in lines if line.startswith("data: "))
-                network.close_run(run)
-                with pytest.raises(httpx.RemoteProtocolError):
-                    list(lines)
-    finally:
-        fake.release()
+    with gateway_client(run_dir) as client, client.stream("POST", PATH, **request) as response:
+        lines = response.iter_lines()
+        next(line for line in lines if line.startswith("data: "))
+        network.close_run(run)
+        with pytest.raises(httpx.RemoteProtocolError):
+            list(lines)
 
 
 def test_gateway_refusal_log_has_the_reason_but_not_the_presented_token(open_gateway, run_dir):
     open_gateway()
     presented = "sk-ant-api03-someone-elses-real-secret"
 
-    with capture_logs() as logs, gateway_client(run_dir) as client:
-        response = client.post(PATH, json=messages_body("m"), headers={"x-api-key": presented})
+    with capture_logs() as logs:
+        response = post(run_dir, {"x-api-key": presented})
 
     assert response.status_code == 401
     refused = [entry for entry in logs if entry["event"] == "gateway_refused"]
@@ -280,19 +232,15 @@ def test_gateway_streams_message_start_while_upstream_still_holds_the_reply(
 ):
     fake.script("hang-marker", Hang())
     run = open_gateway()
-    body, headers = messages_body("hang-marker"), {"x-api-key": run.token}
+    request = {"json": messages_body("hang-marker"), "headers": {"x-api-key": run.token}}
 
-    try:
-        with gateway_client(run_dir) as client:
-            with client.stream("POST", PATH, json=body, headers=headers) as response:
-                lines = response.iter_lines()
-                # A buffering gateway would hold this until the reply ends: a read timeout.
-                first = next(line for line in lines if line.startswith("data: "))
-                upstream_held = fake.in_flight == 1
-                fake.release()
-                rest = "\n".join(lines)
-    finally:
+    with gateway_client(run_dir) as client, client.stream("POST", PATH, **request) as response:
+        lines = response.iter_lines()
+        # A buffering gateway would hold this until the reply ends: a read timeout.
+        first = next(line for line in lines if line.startswith("data: "))
+        upstream_held = fake.in_flight == 1
         fake.release()
+        rest = "\n".join(lines)
 
     assert json.loads(first.removeprefix("data: "))["type"] == "message_start"
     assert upstream_held
@@ -311,7 +259,7 @@ def test_gateway_body_over_the_limit_answers_413(open_gateway, fake, run_dir):
 
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "request_too_large"
-    assert fake.requests() == [] and fake.side_requests() == []
+    assert forwarded_nothing(fake)
 
 
 def test_gateway_absolute_form_target_answers_400(open_gateway, fake, run_dir):
@@ -326,14 +274,13 @@ def test_gateway_absolute_form_target_answers_400(open_gateway, fake, run_dir):
 
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert b'"invalid_request_error"' in answer
-    assert fake.requests() == [] and fake.side_requests() == []
+    assert forwarded_nothing(fake)
 
 
 def test_gateway_unreachable_upstream_answers_502_api_error(open_gateway, run_dir):
     run = open_gateway(upstream=f"http://127.0.0.1:{free_port()}")
 
-    with gateway_client(run_dir) as client:
-        response = client.post(PATH, json=messages_body("m"), headers={"x-api-key": run.token})
+    response = post(run_dir, {"x-api-key": run.token})
 
     assert response.status_code == 502
     assert response.json() == {

@@ -21,13 +21,16 @@ def process_gone(pid: int) -> bool:
     return fields is None or fields[0] == "Z"
 
 
-def cli_groups_in(root: Path) -> dict[int, Path]:
-    """Process groups with a live member working under `root`: one per running CLI.
+def cli_groups_in(root: Path) -> dict[str, Path]:
+    """Runs with a live process working under `root`, keyed by run: one per running CLI.
 
-    The CLI starts helpers of its own (in its group, same cwd), so processes are
-    counted by group, as the runner starts each CLI in a new session.
+    The CLI starts helpers of its own (in its group, same cwd), so processes are counted
+    by run: a sandboxed run is everything in one PID namespace (its bubblewrap, its first
+    process and the CLI's own session), an unsandboxed one is the process group the
+    runner started.
     """
-    groups: dict[int, Path] = {}
+    host_pid_ns = os.readlink("/proc/self/ns/pid")
+    seen: list[tuple[int, str, Path]] = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -36,8 +39,17 @@ def cli_groups_in(root: Path) -> dict[int, Path]:
             continue
         try:
             cwd = Path(os.readlink(f"/proc/{entry}/cwd"))
+            pid_ns = os.readlink(f"/proc/{entry}/ns/pid")
         except OSError:
             continue
         if cwd.is_relative_to(root):
-            groups[int(fields[2])] = cwd
-    return groups
+            seen.append((int(fields[2]), pid_ns, cwd))
+    # A sandbox's bubblewrap stays outside its namespace, in the group of its insides.
+    sandboxed_groups = {group for group, pid_ns, _ in seen if pid_ns != host_pid_ns}
+    runs: dict[str, Path] = {}
+    for group, pid_ns, cwd in seen:
+        if pid_ns != host_pid_ns:
+            runs[pid_ns] = cwd
+        elif group not in sandboxed_groups:
+            runs[f"group {group}"] = cwd
+    return runs

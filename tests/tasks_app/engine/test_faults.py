@@ -100,8 +100,9 @@ def test_30_tasks_of_3_users_respect_concurrency_4_and_2_per_user(
     env = engine_env(fake_model.base_url, workspace_root, AGENT_MAX_RUNNING_PER_USER="2")
     users = [make_user(f"load{i}") for i in range(3)]
     for i in range(3):
-        # Replies long against the CLI's start-up, so that running CLIs overlap in requests.
-        reply = Text("working " * 20, chunk_chars=8, delay_s=0.08)
+        # Replies long against the CLI's start-up (a sandbox's included), so that running
+        # CLIs overlap in requests.
+        reply = Text("working " * 20, chunk_chars=8, delay_s=0.15)
         fake_model.script(f"[user{i}]", *[reply] * 10)
     sampler = CliSampler(workspace_root)
     with celery_worker(env, concurrency=4):
