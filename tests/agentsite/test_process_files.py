@@ -56,3 +56,15 @@ def test_worker_command_sets_concurrency_and_prefetch_one():
     argv = shlex.split(procfile_commands()["worker"])
     assert argv[argv.index("--concurrency") + 1] == "${AGENT_MAX_CONCURRENCY:-4}"
     assert argv[argv.index("--prefetch-multiplier") + 1] == "1"
+
+
+def test_only_the_worker_relaxes_docker_for_the_agent_sandbox():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert set(services["worker"]["security_opt"]) == {
+        "seccomp=unconfined",
+        "apparmor=unconfined",
+        "systempaths=unconfined",
+    }
+    assert "cap_add" not in services["worker"] and not services["worker"].get("privileged")
+    for name in PROCESSES - {"worker"}:
+        assert "security_opt" not in services[name], name

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import secrets
 import uuid
 import zlib
@@ -26,7 +27,13 @@ import pytest
 from django.core.management import call_command
 
 from tasks_app.models import AgentSession, GitHubRepository, Task, TaskEvent, TaskStatus
-from tests.engine import CLAUDE, engine_env, wait_for_status, worker_answers
+from tests.engine import (
+    CLAUDE,
+    engine_env,
+    sandbox_reachable_dir,
+    wait_for_status,
+    worker_answers,
+)
 from tests.factories import make_user
 from tests.fakes.anthropic_api import FakeAnthropic, Text
 from tests.fakes.github_api import FakeGitHub
@@ -38,6 +45,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 REDACTED = "[REDACTED]"
 BOT = "agentsite-bot[bot]"
 MARKER = "please print the key"
+ENV_DUMP = "cli-environment"
 DELIVERY_ID = str(uuid.uuid4())
 
 
@@ -60,19 +68,23 @@ class Observed:
     transcript: str
 
 
-def cli_wrapper(tmp_path: Path) -> tuple[Path, Path]:
-    """An AGENT_CLI that records its environment and prints the API key on stderr."""
-    dump = tmp_path / "cli-environment"
-    script = tmp_path / "claude-wrapper"
+def cli_wrapper(install: Path) -> Path:
+    """An AGENT_CLI that records its environment (in its config dir, which the sandbox
+    shares with the host) and prints its API key on stderr. It is an install of its own,
+    `bin/` beside a hard link of the real CLI, as the sandbox shows a CLI's package."""
+    (install / "bin").mkdir()
+    real = install / "bin" / "claude.exe"
+    os.link(os.path.realpath(CLAUDE), real)
+    script = install / "bin" / "claude"
     script.write_text(
         "#!/bin/sh\n"
-        f'[ "$1" = "--version" ] && exec "{CLAUDE}" "$@"\n'
-        f"env > '{dump}'\n"
+        f'[ "$1" = "--version" ] && exec "{real}" "$@"\n'
+        f'env > "$CLAUDE_CONFIG_DIR/{ENV_DUMP}"\n'
         'echo "wrapper: using key $ANTHROPIC_API_KEY" >&2\n'
-        f'exec "{CLAUDE}" "$@"\n'
+        f'exec "{real}" "$@"\n'
     )
     script.chmod(0o755)
-    return script, dump
+    return script
 
 
 def deliver(url: str, payload: dict[str, Any], secret: str, delivery: str) -> httpx.Response:
@@ -160,9 +172,10 @@ def stored_transcript(task: Task) -> str:
     return zlib.decompress(bytes(transcript)).decode(errors="replace") if transcript else ""
 
 
-def run_scenario(tmp_path: Path) -> Observed:
+def run_scenario(scratch: Path) -> Observed:
     values = secret_values()
-    wrapper, dump = cli_wrapper(tmp_path)
+    (scratch / "cli").mkdir()
+    wrapper = cli_wrapper(scratch / "cli")
     GitHubRepository.objects.create(full_name=REPO, owner=make_user(unique_name("secrets")))
     with (
         FakeAnthropic() as fake_model,
@@ -172,7 +185,7 @@ def run_scenario(tmp_path: Path) -> Observed:
         fake_model.script(MARKER, Text(f"the key is {values['ANTHROPIC_API_KEY']}"))
         env = engine_env(
             fake_model.base_url,
-            tmp_path / "workspaces",
+            scratch / "workspaces",
             **values,
             AGENT_CLI=str(wrapper),
             GITHUB_API_URL=fake_github.base_url,
@@ -202,21 +215,21 @@ def run_scenario(tmp_path: Path) -> Observed:
         ],
         task_texts=[task.prompt, task.result_text, task.error],
         github_texts=github_texts,
-        cli_environment=dump.read_text(),
+        cli_environment=(
+            scratch / "workspaces" / ".cli-config" / task.session.workspace / ENV_DUMP
+        ).read_text(),
         transcript=stored_transcript(task),
     )
 
 
 @pytest.fixture(scope="module")
-def observed(
-    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Observed]:
+def observed(django_db_setup: None, django_db_blocker: Any) -> Iterator[Observed]:
     # Module scope: the children must see committed rows, so the database is flushed
     # afterwards by hand, as pytest-django does for transactional tests. (The module's
     # django_db mark is what makes pytest-django create the test database at all.)
-    with django_db_blocker.unblock():
+    with django_db_blocker.unblock(), sandbox_reachable_dir("secrets") as scratch:
         try:
-            found = run_scenario(tmp_path_factory.mktemp("secrets"))
+            found = run_scenario(scratch)
         finally:
             call_command("flush", interactive=False, verbosity=0)
     yield found
@@ -267,9 +280,10 @@ def test_echoed_key_is_redacted_in_text_result_and_stderr_events(observed):
     assert observed.task_texts[1] == f"the key is {REDACTED}"
 
 
-def test_cli_environment_holds_the_api_key_but_no_server_secret(observed):
+def test_cli_environment_holds_a_run_token_but_no_key_and_no_server_secret(observed):
     environment = observed.cli_environment
-    assert observed.secrets["ANTHROPIC_API_KEY"] in environment
+    assert "ANTHROPIC_API_KEY=sk-agentsite-run-" in environment
+    assert observed.secrets["ANTHROPIC_API_KEY"] not in environment
     for name in ("DJANGO_SECRET_KEY", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET"):
         assert observed.secrets[name] not in environment
         assert f"{name}=" not in environment
