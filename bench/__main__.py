@@ -29,7 +29,16 @@ from bench.stack import (
     reset_run_dir,
 )
 
-BENCHMARKS = ("webhook", "start", "streaming", "fanout", "throughput", "memory", "runner")
+BENCHMARKS = (
+    "webhook",
+    "start",
+    "streaming",
+    "fanout",
+    "throughput",
+    "memory",
+    "runner",
+    "sandbox",
+)
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 BENCH_USER = "bench"
 

@@ -35,6 +35,8 @@ class Sizes:
     runner_repeats: int = 3
     rss_warmup: int = 50
     rss_checkpoints: tuple[int, int] = (100, 1000)
+    gateway_streams: int = 3
+    gateway_deltas: int = 100
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -54,6 +56,8 @@ class Sizes:
             runner_repeats=2,
             rss_warmup=10,
             rss_checkpoints=(20, 200),
+            gateway_streams=1,
+            gateway_deltas=60,
         )
 
 

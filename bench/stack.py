@@ -31,6 +31,7 @@ FAKE_CLI_SOURCE = Path(__file__).resolve().parent / "fake_cli.py"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/agentsite_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 START_TIMEOUT_S = 60.0
+SYSTEM_PYTHON = "/usr/bin/python3"
 STOP_GRACE_S = 30.0
 
 
@@ -97,10 +98,12 @@ def environment(config: StackConfig, github_port: int) -> dict[str, str]:
 
 
 def install_fake_cli(target: Path) -> Path:
-    """The fake CLI as an executable run by this venv's Python with -I -S (fast start)."""
+    """The fake CLI as an executable run with -I -S (fast start) by the system's Python,
+    which the agent sandbox shows (it is stdlib only); else by this venv's."""
     target.parent.mkdir(parents=True, exist_ok=True)
     body = FAKE_CLI_SOURCE.read_text().split("\n", 1)[1]
-    target.write_text(f"#!{sys.executable} -IS\n{body}")
+    python = SYSTEM_PYTHON if os.access(SYSTEM_PYTHON, os.X_OK) else sys.executable
+    target.write_text(f"#!{python} -IS\n{body}")
     target.chmod(0o755)
     return target
 

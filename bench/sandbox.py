@@ -1,0 +1,186 @@
+"""What the agent sandbox costs, measured against AGENT_SANDBOX=off in the same run.
+
+- start: API POST → CLI started (the fake CLI's first statement), one task at a time on
+  idle workers, as `start` measures it, with the sandbox on and off.
+- gateway: model text delta sent → WebSocket client received, for one stream of the
+  real CLI against the scripted fake model: through the sandbox's model gateway (on)
+  and straight to the fake (off). The CLI is in both paths; the ratio is what the
+  gateway, the in-sandbox relay and the namespaces add.
+- memory: while the real CLI waits on a held model reply, the resident memory of the
+  run's processes (bubblewrap, the sandbox's first process, the CLI and its helpers)
+  plus the worker pool process that supervises it (the gateway and proxy live there),
+  on and off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import db, fake_cli, procstat
+from bench.context import Context
+from bench.httpclient import post_task
+from bench.report import BenchResult, Figure
+from bench.stack import ROOT, Services
+from bench.start import post_to_cli_start
+from bench.stats import summarize_ms
+from bench.ws import run_loop, stream_url
+from tests.fakes.anthropic_api import FakeAnthropic, Hang, Text
+
+NAME = "sandbox"
+NEEDS_STACK = True
+GOAL_START_OVERHEAD_MS = 50.0
+GOAL_GATEWAY_RATIO = 1.1
+CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
+DELTA_INTERVAL_S = 0.05
+STREAM_TIMEOUT_S = 120.0
+
+
+def real_cli_env(model_url: str, sandbox: str) -> dict[str, str]:
+    return {"AGENT_CLI": str(CLAUDE), "ANTHROPIC_BASE_URL": model_url, "AGENT_SANDBOX": sandbox}
+
+
+# -- gateway: text delta → client --------------------------------------------------------
+
+
+@dataclass
+class TextWatch:
+    received: dict[str, float] = field(default_factory=dict)  # delta text → time.time()
+    ready_at: float = 0.0
+    ended: str | None = None
+
+
+async def follow_texts(web_url: str, token: str, task_id: int, watch: TextWatch) -> None:
+    import json
+
+    from websockets.asyncio.client import connect
+
+    async with connect(
+        stream_url(web_url, task_id),
+        additional_headers={"Authorization": f"Token {token}"},
+        proxy=None,
+        max_size=None,
+        open_timeout=60,
+    ) as ws:
+        watch.ready_at = time.time()
+        async with asyncio.timeout(STREAM_TIMEOUT_S):
+            async for raw in ws:
+                message = json.loads(raw)
+                if message.get("type") == "end":
+                    watch.ended = message.get("status")
+                elif message.get("type") == "event" and message.get("kind") == "text":
+                    text = str((message.get("payload") or {}).get("text", ""))
+                    watch.received.setdefault(text, time.time())
+
+
+def stream_once(ctx: Context, services: Services, fake: FakeAnthropic, deltas: int) -> list[float]:
+    """One task whose model reply is `deltas` unique chunks, paced; latencies in seconds
+    of the deltas sent after the client was following."""
+    marker = f"[gw-{uuid.uuid4().hex[:8]}]"
+    chunks = "".join(f"<{i:05d}>" for i in range(deltas))
+    fake.script(marker, Text(chunks, chunk_chars=7, delay_s=DELTA_INTERVAL_S))
+    task_id = post_task(services.endpoint, ctx.token, f"{marker} stream")
+    watch = TextWatch()
+    run_loop(follow_texts(services.web_url, ctx.token, task_id, watch))
+    if watch.ended != "succeeded":
+        raise RuntimeError(f"gateway stream task {task_id} ended {watch.ended}")
+    sent = fake.text_deltas(marker)
+    return [
+        watch.received[d.text] - d.sent_at
+        for d in sent
+        if d.sent_at > watch.ready_at and d.text in watch.received
+    ]
+
+
+# -- memory of a held run ----------------------------------------------------------------
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], procstat.children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(procstat.children(child))
+    return found
+
+
+def held_run_memory(ctx: Context, services: Services, fake: FakeAnthropic) -> dict[str, Any]:
+    """Memory while a run waits on its model reply: its processes and its pool process."""
+    from tests.live import wait_until
+
+    marker = f"[mem-{uuid.uuid4().hex[:8]}]"
+    fake.script(marker, Hang())
+    task_id = post_task(services.endpoint, ctx.token, f"{marker} hold")
+    try:
+        wait_until(lambda: fake.requests(marker), 60, "the held model request", poll_s=0.05)
+        pools = procstat.children(services.worker.pid)
+        busy = [pool for pool in pools if procstat.children(pool)]
+        if len(busy) != 1:
+            raise RuntimeError(f"expected one pool process running the CLI, found {busy}")
+        run = procstat.memory(descendants(busy[0]))
+        pool = procstat.memory(busy)
+    finally:
+        fake.release()
+    db.finished_tasks([task_id], 60)
+    return {"run": run, "pool_process": pool, "total_rss_mib": run["rss_mib"] + pool["rss_mib"]}
+
+
+# -- the benchmark -----------------------------------------------------------------------
+
+
+def run(ctx: Context) -> BenchResult:
+    sizes = ctx.sizes
+    prompt = fake_cli.prompt(lines=1)
+    starts: dict[str, list[float]] = {}
+    latencies: dict[str, list[float]] = {}
+    memory: dict[str, dict[str, Any]] = {}
+    with FakeAnthropic() as fake:
+        for mode in ("off", "on"):
+            with ctx.services(f"bench-sandbox-{mode}", 4, {"AGENT_SANDBOX": mode}) as services:
+                starts[mode] = post_to_cli_start(ctx, services, prompt).total
+            env = real_cli_env(fake.base_url, mode)
+            with ctx.services(f"bench-gateway-{mode}", 1, env) as services:
+                stream_once(ctx, services, fake, 20)  # warm-up
+                latencies[mode] = [
+                    latency
+                    for _ in range(sizes.gateway_streams)
+                    for latency in stream_once(ctx, services, fake, sizes.gateway_deltas)
+                ]
+                memory[mode] = held_run_memory(ctx, services, fake)
+    start_on, start_off = summarize_ms(starts["on"]), summarize_ms(starts["off"])
+    gate_on, gate_off = summarize_ms(latencies["on"]), summarize_ms(latencies["off"])
+    overhead = start_on.p50 - start_off.p50
+    ratio = gate_on.p99 / gate_off.p99
+    figures = [
+        Figure(
+            "API POST → CLI started p50, sandbox on (base: off)",
+            start_on.p50,
+            start_off.p50,
+            "ms",
+            goal=f"overhead ≤ {GOAL_START_OVERHEAD_MS:g} ms",
+            met=overhead <= GOAL_START_OVERHEAD_MS,
+        ),
+        Figure(
+            "model delta → WS client p99, through the gateway (base: direct)",
+            gate_on.p99,
+            gate_off.p99,
+            "ms",
+            goal=f"≤ {GOAL_GATEWAY_RATIO:g}x",
+            met=ratio <= GOAL_GATEWAY_RATIO,
+        ),
+        Figure(
+            "memory per run + its pool process, sandbox on (base: off)",
+            memory["on"]["total_rss_mib"],
+            memory["off"]["total_rss_mib"],
+            "MiB",
+        ),
+    ]
+    raw = {
+        "start_ms": {"on": start_on, "off": start_off, "overhead_p50_ms": overhead},
+        "gateway_ms": {"on": gate_on, "off": gate_off, "p50_ratio": gate_on.p50 / gate_off.p50},
+        "memory": memory,
+    }
+    return BenchResult(NAME, figures, raw)

