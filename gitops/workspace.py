@@ -1,0 +1,189 @@
+"""A session's working copy: made ready for an attempt, committed, measured, bundled.
+
+Every command here touches a repository the agent could have rewritten (its config, its
+hooks, symlinks in `.git`), so callers run them through a Runner that confines them
+(a sandbox seeing only this workspace and its mirror); none carries credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitops.command import Git, GitError, GitErrorKind
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    insertions: int | None  # None: binary
+    deletions: int | None
+
+
+@dataclass(frozen=True)
+class Changes:
+    head: str
+    files: list[FileChange]
+    diff: str
+    truncated: bool
+    commits: list[tuple[str, str]]  # (sha, subject), oldest first
+
+    @property
+    def insertions(self) -> int:
+        return sum(f.insertions or 0 for f in self.files)
+
+    @property
+    def deletions(self) -> int:
+        return sum(f.deletions or 0 for f in self.files)
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    email: str
+
+    @classmethod
+    def parse(cls, text: str) -> Author:
+        """ "Name <email>" """
+        name, _, rest = text.partition("<")
+        email = rest.rstrip().rstrip(">").strip()
+        if not name.strip() or "@" not in email:
+            raise ValueError(f"not a 'Name <email>' author: {text!r}")
+        return cls(name.strip(), email)
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+def ensure_repository(git: Git, workspace: Path, *, objects: Path | None) -> None:
+    """A repository at the top of `workspace` whose objects come from `objects` (a
+    mirror's, shared, not copied). Whatever stands there without one is cleared."""
+    try:
+        top = git("rev-parse", "--show-toplevel", cwd=workspace).strip()
+    except GitError:
+        top = ""
+    if Path(top) != Path(workspace).resolve():
+        git.run(["find", ".", "-mindepth", "1", "-maxdepth", "1", "-exec", "rm", "-rf", "{}", "+"],
+                cwd=workspace)  # fmt: skip
+        git("init", "-q", ".", cwd=workspace)
+    if objects is not None:
+        script = 'mkdir -p .git/objects/info && printf "%s\\n" "$1" > .git/objects/info/alternates'
+        git.run(["sh", "-c", script, "sh", str(objects)], cwd=workspace)
+
+
+def fetch(git: Git, workspace: Path, source: str, refs: dict[str, str]) -> None:
+    """Fetch `{source ref: local ref}` from a local repository or bundle; no tags."""
+    if refs:
+        specs = [f"+{src}:{dst}" for src, dst in refs.items()]
+        git("fetch", "-q", "--no-tags", "--no-write-fetch-head", source, *specs, cwd=workspace)
+
+
+def heads(git: Git, workspace: Path, source: str) -> dict[str, str]:
+    """Branch name → sha of a local repository or bundle."""
+    found: dict[str, str] = {}
+    for line in git("ls-remote", "--heads", source, cwd=workspace).splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/"):
+            found[ref.removeprefix("refs/heads/")] = sha
+    return found
+
+
+def reset_to(git: Git, workspace: Path, branch: str, start: str) -> None:
+    """Check out `branch` at `start`, dropping whatever a killed attempt left behind."""
+    git("checkout", "-q", "--force", "-B", branch, start, cwd=workspace)
+    git("reset", "-q", "--hard", start, cwd=workspace)
+    git("clean", "-q", "-ffdx", cwd=workspace)
+
+
+def set_origin(git: Git, workspace: Path, url: str) -> None:
+    """The remote the agent sees (no credentials: it cannot push, the worker does)."""
+    remotes = git("remote", cwd=workspace).split()
+    verb = "set-url" if "origin" in remotes else "add"
+    git("remote", verb, "origin", url, cwd=workspace)
+
+
+def head(git: Git, workspace: Path) -> str | None:
+    try:
+        return git("rev-parse", "--verify", "-q", "HEAD^{commit}", cwd=workspace).strip()
+    except GitError:
+        return None
+
+
+def commit_all(
+    git: Git, workspace: Path, *, message: str, author: Author, trailers: Sequence[str] = ()
+) -> str | None:
+    """Commit whatever the agent left uncommitted (its own commits stay as they are);
+    returns HEAD afterwards, None in a repository without any commit."""
+    git("add", "-A", cwd=workspace)
+    staged = git("diff", "--cached", "--name-only", "-z", cwd=workspace)
+    if staged:
+        # The -c identity is both author and committer.
+        args = ["-c", f"user.name={author.name}", "-c", f"user.email={author.email}", "commit"]
+        args += ["-q", "--no-verify", "--no-gpg-sign", "-F", "-"]
+        for trailer in trailers:
+            args += ["--trailer", trailer]
+        git(*args, cwd=workspace, input_bytes=message.encode())
+    return head(git, workspace)
+
+
+def changes(
+    git: Git, workspace: Path, *, start: str | None, end: str, max_diff_bytes: int
+) -> Changes:
+    """What `start..end` changed: files with +/−, the unified diff (capped), commits."""
+    base = start or EMPTY_TREE
+    files = []
+    numstat = git("diff", "--no-ext-diff", "--no-textconv", "--numstat", "-z", "-M", base, end,
+                  cwd=workspace)  # fmt: skip
+    fields = numstat.split("\0")
+    index = 0
+    while index < len(fields) and fields[index]:
+        added, deleted, path = fields[index].split("\t", 2)
+        if not path:  # a rename: old and new paths follow as their own fields
+            path = fields[index + 2]
+            index += 2
+        files.append(FileChange(path, _count(added), _count(deleted)))
+        index += 1
+    diff = git("diff", "--no-ext-diff", "--no-textconv", "--no-color", "-M", base, end,
+               cwd=workspace)  # fmt: skip
+    encoded = diff.encode()
+    truncated = len(encoded) > max_diff_bytes
+    if truncated:
+        diff = encoded[:max_diff_bytes].decode("utf-8", "ignore")
+    log_range = f"{start}..{end}" if start else end
+    log = git("log", "--reverse", "--format=%H%x00%s", log_range, cwd=workspace)
+    commits = [tuple(line.split("\0", 1)) for line in log.splitlines() if "\0" in line]
+    return Changes(end, files, diff, truncated, commits)  # type: ignore[arg-type]
+
+
+def _count(value: str) -> int | None:
+    return None if value == "-" else int(value)
+
+
+def bundle(git: Git, workspace: Path, output: Path, *, ref: str, since: str | None) -> bool:
+    """Write the commits of `ref` not in `since` (all, without it) as a bundle;
+    False when there is nothing to write."""
+    what = [f"{since}..{ref}"] if since else [ref]
+    try:
+        git("bundle", "create", "-q", str(output), *what, cwd=workspace)
+    except GitError as exc:
+        if "empty bundle" in str(exc).lower() or "refusing to create" in str(exc).lower():
+            return False
+        raise
+    return True
+
+
+def rebase_onto(git: Git, workspace: Path, upstream: str, author: Author) -> bool:
+    """Replay the branch's own commits on `upstream`; False (and nothing changed) on a
+    conflict."""
+    identity = ["-c", f"user.name={author.name}", "-c", f"user.email={author.email}"]
+    try:
+        git(*identity, "rebase", "-q", "--no-autostash", upstream, cwd=workspace)
+    except GitError as exc:
+        if exc.kind is not GitErrorKind.CONFLICT and "could not apply" not in str(exc):
+            raise
+        git("rebase", "--abort", cwd=workspace)
+        return False
+    return True

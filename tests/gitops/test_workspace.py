@@ -1,0 +1,233 @@
+"""gitops with real git on local repositories: a "remote" (bare), a mirror, workspaces."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from gitops import Author, Git, GitAuth, GitError, GitErrorKind
+from gitops import mirror as mirrors
+from gitops import workspace as ws
+from gitops.command import classify, git_env
+
+git = Git()
+AGENT = Author("Agentsite", "agentsite@example.com")
+SOMEONE = Author("Someone", "someone@example.com")
+
+
+def commit_in(repo: Path, files: dict[str, str], message: str, author: Author = SOMEONE) -> str:
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    head = ws.commit_all(git, repo, message=message, author=author)
+    assert head is not None
+    return head
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """A bare repository with `main` (two files) standing in for GitHub."""
+    bare = tmp_path / "remote.git"
+    bare.mkdir()
+    git("init", "-q", "--bare", ".", cwd=bare)
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    git("init", "-q", ".", cwd=seed)
+    commit_in(seed, {"README.md": "hello\n", "src/app.py": "print('v1')\n"}, "initial")
+    git("push", "-q", str(bare), "HEAD:refs/heads/main", cwd=seed)
+    return bare
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, remote: Path) -> Path:
+    path = tmp_path / "mirrors" / "o-r.git"
+    with mirrors.locked(path):
+        mirrors.ensure(git, path)
+        mirrors.refresh(git, path, str(remote), None, {"refs/heads/*": "refs/heads/*"})
+    return path
+
+
+def checkout(tmp_path: Path, mirror: Path, name: str, branch: str = "agentsite/1-fix") -> Path:
+    workspace = tmp_path / name
+    workspace.mkdir(exist_ok=True)
+    ws.ensure_repository(git, workspace, objects=mirror / "objects")
+    found = ws.heads(git, workspace, str(mirror))
+    start_ref = branch if branch in found else "main"
+    ws.fetch(
+        git, workspace, str(mirror), {f"refs/heads/{start_ref}": f"refs/remotes/origin/{start_ref}"}
+    )
+    ws.reset_to(git, workspace, branch, found[start_ref])
+    return workspace
+
+
+def test_a_workspace_borrows_the_mirror_objects_instead_of_copying_them(tmp_path, mirror):
+    workspace = checkout(tmp_path, mirror, "one")
+    assert (workspace / "src" / "app.py").read_text() == "print('v1')\n"
+    alternates = (workspace / ".git" / "objects" / "info" / "alternates").read_text()
+    assert alternates.strip() == str(mirror / "objects")
+    assert git("count-objects", cwd=workspace).startswith("0 objects")
+
+
+def test_reset_drops_what_a_killed_attempt_left_half_written(tmp_path, mirror):
+    workspace = checkout(tmp_path, mirror, "one")
+    (workspace / "README.md").write_text("half writ")
+    (workspace / "junk.tmp").write_text("x")
+    (workspace / "build").mkdir()
+    start = ws.head(git, workspace)
+    ws.reset_to(git, workspace, "agentsite/1-fix", start)
+    assert (workspace / "README.md").read_text() == "hello\n"
+    assert not (workspace / "junk.tmp").exists() and not (workspace / "build").exists()
+
+
+def test_a_directory_without_a_repository_is_cleared_and_made_one(tmp_path, mirror):
+    workspace = tmp_path / "junk"
+    workspace.mkdir()
+    (workspace / "stray.txt").write_text("left over")
+    (workspace / ".hidden").mkdir()
+    ws.ensure_repository(git, workspace, objects=None)
+    assert sorted(p.name for p in workspace.iterdir()) == [".git"]
+
+
+def test_commit_all_keeps_the_agents_own_commits_and_adds_one_with_trailers(tmp_path, mirror):
+    workspace = checkout(tmp_path, mirror, "one")
+    start = ws.head(git, workspace)
+    commit_in(workspace, {"own.txt": "by the agent\n"}, "agent's own commit")
+    (workspace / "left.txt").write_text("uncommitted\n")
+    trailers = ["Agentsite-Task: https://agents.example.com/tasks/7/",
+                "Co-authored-by: Alice <alice@example.com>"]  # fmt: skip
+    head = ws.commit_all(git, workspace, message="Fix it\n\nDone.", author=AGENT, trailers=trailers)
+    log = git("log", "--format=%an <%ae>|%s", f"{start}..{head}", cwd=workspace).splitlines()
+    assert log == [
+        "Agentsite <agentsite@example.com>|Fix it",
+        "Someone <someone@example.com>|agent's own commit",
+    ]
+    body = git("log", "-1", "--format=%B", head, cwd=workspace)
+    assert body.rstrip().endswith("\n\n" + "\n".join(trailers))
+
+
+def test_commit_all_without_changes_adds_nothing(tmp_path, mirror):
+    workspace = checkout(tmp_path, mirror, "one")
+    start = ws.head(git, workspace)
+    assert ws.commit_all(git, workspace, message="nothing", author=AGENT) == start
+
+
+def test_changes_count_lines_renames_binaries_and_cap_the_diff(tmp_path, mirror):
+    workspace = checkout(tmp_path, mirror, "one")
+    start = ws.head(git, workspace)
+    (workspace / "src" / "app.py").write_text("print('v2')\nprint('more')\n")
+    git("mv", "README.md", "READ.md", cwd=workspace)
+    (workspace / "logo.bin").write_bytes(bytes(range(256)))
+    end = ws.commit_all(git, workspace, message="change", author=AGENT)
+    found = ws.changes(git, workspace, start=start, end=end, max_diff_bytes=100_000)
+    by_path = {f.path: (f.insertions, f.deletions) for f in found.files}
+    assert by_path == {"READ.md": (0, 0), "logo.bin": (None, None), "src/app.py": (2, 1)}
+    assert (found.insertions, found.deletions) == (2, 1)
+    assert "+print('more')" in found.diff and not found.truncated
+    assert found.commits == [(end, "change")]
+    small = ws.changes(git, workspace, start=start, end=end, max_diff_bytes=40)
+    assert small.truncated and len(small.diff.encode()) <= 40
+
+
+def test_a_bundle_carries_new_commits_into_the_mirror_and_on_to_the_remote(
+    tmp_path, mirror, remote
+):
+    workspace = checkout(tmp_path, mirror, "one")
+    start = ws.head(git, workspace)
+    end = commit_in(workspace, {"new.txt": "new\n"}, "add new", AGENT)
+    out = tmp_path / "out.bundle"
+    assert ws.bundle(git, workspace, out, ref="refs/heads/agentsite/1-fix", since=start)
+    sha = mirrors.import_bundle(git, mirror, out, "refs/heads/agentsite/1-fix", "refs/agentsite/t1")
+    assert sha == end
+    mirrors.push(git, mirror, str(remote), None, sha, "agentsite/1-fix")
+    assert git("rev-parse", "agentsite/1-fix", cwd=remote).strip() == end
+    assert not ws.bundle(git, workspace, tmp_path / "none.bundle", ref="HEAD", since=end)
+
+
+def publish(git_dir: Path, workspace: Path, branch: str, since: str, tmp_path: Path) -> str:
+    """Carry a workspace's branch into the mirror through a bundle, as the worker does."""
+    out = tmp_path / f"{branch.replace('/', '-')}.bundle"
+    assert ws.bundle(git, workspace, out, ref=f"refs/heads/{branch}", since=since)
+    return mirrors.import_bundle(git, git_dir, out, f"refs/heads/{branch}", "refs/agentsite/out")
+
+
+def test_a_push_after_someone_else_pushed_is_rejected_then_rebased(tmp_path, mirror, remote):
+    workspace = checkout(tmp_path, mirror, "one", branch="main")
+    start = ws.head(git, workspace)
+    someone = tmp_path / "someone"
+    git("clone", "-q", str(remote), str(someone), cwd=tmp_path)
+    theirs = commit_in(someone, {"theirs.txt": "theirs\n"}, "someone else's")
+    git("push", "-q", "origin", "HEAD:main", cwd=someone)
+    commit_in(workspace, {"mine.txt": "mine\n"}, "mine", AGENT)
+    mine = publish(mirror, workspace, "main", start, tmp_path)
+    with pytest.raises(GitError) as rejected:
+        mirrors.push(git, mirror, str(remote), None, mine, "main")
+    assert rejected.value.kind is GitErrorKind.REJECTED
+    with mirrors.locked(mirror):
+        mirrors.refresh(git, mirror, str(remote), None, {"refs/heads/*": "refs/heads/*"})
+    ws.fetch(git, workspace, str(mirror), {"refs/heads/main": "refs/remotes/origin/main"})
+    assert ws.rebase_onto(git, workspace, theirs, AGENT)
+    rebased = publish(mirror, workspace, "main", theirs, tmp_path)
+    mirrors.push(git, mirror, str(remote), None, rebased, "main")
+    log = git("log", "--format=%s", "main", cwd=remote).splitlines()
+    assert log[:3] == ["mine", "someone else's", "initial"]
+
+
+def test_a_conflicting_rebase_is_abandoned_cleanly(tmp_path, mirror):
+    workspace = checkout(tmp_path, mirror, "one")
+    start = ws.head(git, workspace)
+    theirs = commit_in(workspace, {"README.md": "theirs\n"}, "theirs")
+    ws.reset_to(git, workspace, "agentsite/1-fix", start)
+    mine = commit_in(workspace, {"README.md": "mine\n"}, "mine", AGENT)
+    assert not ws.rebase_onto(git, workspace, theirs, AGENT)
+    assert ws.head(git, workspace) == mine and (workspace / "README.md").read_text() == "mine\n"
+
+
+def test_concurrent_refreshes_of_one_mirror_take_turns(tmp_path, mirror, remote):
+    errors: list[BaseException] = []
+
+    def refresh() -> None:
+        try:
+            for _ in range(5):
+                with mirrors.locked(mirror):
+                    mirrors.refresh(
+                        git, mirror, str(remote), None, {"refs/heads/*": "refs/heads/*"}
+                    )
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=refresh) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    git("fsck", "--strict", cwd=mirror)
+
+
+def test_a_token_goes_only_into_the_git_process_environment_scoped_to_its_host():
+    auth = GitAuth("https://github.example.com/o/r.git", "ghp_secret")
+    env = git_env(auth.config())
+    keys = [env[k] for k in env if k.startswith("GIT_CONFIG_KEY_")]
+    assert "http.https://github.example.com/.extraHeader" in keys
+    assert "ghp_secret" not in " ".join(keys)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "kind"),
+    [
+        ("fatal: unable to access 'x': The requested URL returned error: 401", GitErrorKind.AUTH),
+        ("remote: Repository not found.\nfatal: repository 'x' not found", GitErrorKind.NOT_FOUND),
+        ("fatal: unable to access 'x': Failed to connect to h port 1: Connection refused",
+         GitErrorKind.NETWORK),
+        ("fatal: unable to access 'x': The requested URL returned error: 502",
+         GitErrorKind.NETWORK),
+        (" ! [rejected]  main -> main (fetch first)", GitErrorKind.REJECTED),
+        ("error: could not write to file: No space left on device", GitErrorKind.DISK_FULL),
+        ("fatal: couldn't find remote ref refs/heads/nope", GitErrorKind.NOT_FOUND),
+        ("something else", GitErrorKind.OTHER),
+    ],
+)  # fmt: skip
+def test_git_messages_are_classified(stderr, kind):
+    assert classify(stderr) is kind
