@@ -168,6 +168,20 @@ AGENT_SANDBOX_GID = env.int("AGENT_SANDBOX_GID", default=64100)
 AGENT_SANDBOX_PIDS_MAX = env.int("AGENT_SANDBOX_PIDS_MAX", default=1024)  # 0: no limit
 AGENT_SANDBOX_MEMORY_MB = env.int("AGENT_SANDBOX_MEMORY_MB", default=4096)  # 0: no limit
 
+# --- Agent workspaces (git) --------------------------------------------------------
+# Author of the commits the worker makes for the agent ("Name <email>").
+AGENT_GIT_AUTHOR = env.str("AGENT_GIT_AUTHOR", default="Agentsite <agentsite@localhost>")
+# A session's first push opens a pull request: draft, ready (for review), or off.
+AGENT_GITHUB_PR = env.str("AGENT_GITHUB_PR", default="draft").strip().lower()
+if AGENT_GITHUB_PR not in {"draft", "ready", "off"}:
+    raise environ.ImproperlyConfigured(
+        f"AGENT_GITHUB_PR must be draft, ready or off, not {AGENT_GITHUB_PR!r}"
+    )
+# A session without a repository keeps its history as a bundle of at most this size.
+AGENT_WORKSPACE_MAX_BYTES = env.int("AGENT_WORKSPACE_MAX_BYTES", default=50 * 1_048_576)
+AGENT_DIFF_MAX_BYTES = env.int("AGENT_DIFF_MAX_BYTES", default=1_048_576)
+AGENT_GIT_TIMEOUT_S = env.float("AGENT_GIT_TIMEOUT_S", default=600.0)
+
 # --- Redis, Celery, Channels ----------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)

@@ -160,8 +160,9 @@ class Git:
         input_bytes: bytes | None = None,
     ) -> str:
         """Run `git args` and return its stdout; raise GitError with a kind on failure."""
-        return self.run(["git", *args], cwd=cwd, auth=auth, timeout_s=timeout_s,
-                        input_bytes=input_bytes)  # fmt: skip
+        return self.run(
+            ["git", *args], cwd=cwd, auth=auth, timeout_s=timeout_s, input_bytes=input_bytes
+        )
 
     def run(
         self,
@@ -221,18 +222,34 @@ def classify(stderr: str) -> GitErrorKind:
         return GitErrorKind.AUTH
     if any(
         phrase in text
-        for phrase in ("not found", "returned error: 404", "does not appear to be a git repository",
-                       "couldn't find remote ref", "remote ref does not exist",
-                       "unknown revision", "bad revision", "not a valid object name",
-                       "invalid reference")
-    ):  # fmt: skip
+        for phrase in (
+            "not found",
+            "returned error: 404",
+            "does not appear to be a git repository",
+            "couldn't find remote ref",
+            "remote ref does not exist",
+            "unknown revision",
+            "bad revision",
+            "not a valid object name",
+            "invalid reference",
+        )
+    ):
         return GitErrorKind.NOT_FOUND
     if any(
         phrase in text
-        for phrase in ("could not resolve host", "failed to connect", "connection refused",
-                       "connection timed out", "operation timed out", "returned error: 5",
-                       "the remote end hung up", "early eof", "rpc failed",
-                       "connection reset", "unable to access")
-    ):  # fmt: skip
+        for phrase in (
+            "could not resolve host",
+            "failed to connect",
+            "connection refused",
+            "connection timed out",
+            "operation timed out",
+            "returned error: 5",
+            "the remote end hung up",
+            "early eof",
+            "rpc failed",
+            "connection reset",
+            "unable to access",
+        )
+    ):
         return GitErrorKind.NETWORK
     return GitErrorKind.OTHER

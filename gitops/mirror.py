@@ -63,8 +63,15 @@ def import_bundle(git: Git, mirror: Path, bundle: Path, ref: str, into: str) -> 
     """Take `ref` of a bundle (written by a workspace) into `into`; returns its sha. The
     bundle is data: git checks its objects and its prerequisites against the mirror."""
     git("bundle", "verify", "-q", str(bundle), cwd=mirror)
-    git("fetch", "-q", "--no-tags", "--no-write-fetch-head", str(bundle), f"+{ref}:{into}",
-        cwd=mirror)  # fmt: skip
+    git(
+        "fetch",
+        "-q",
+        "--no-tags",
+        "--no-write-fetch-head",
+        str(bundle),
+        f"+{ref}:{into}",
+        cwd=mirror,
+    )
     return git("rev-parse", "--verify", into, cwd=mirror).strip()
 
 

@@ -66,8 +66,10 @@ def ensure_repository(git: Git, workspace: Path, *, objects: Path | None) -> Non
     except GitError:
         top = ""
     if Path(top) != Path(workspace).resolve():
-        git.run(["find", ".", "-mindepth", "1", "-maxdepth", "1", "-exec", "rm", "-rf", "{}", "+"],
-                cwd=workspace)  # fmt: skip
+        git.run(
+            ["find", ".", "-mindepth", "1", "-maxdepth", "1", "-exec", "rm", "-rf", "{}", "+"],
+            cwd=workspace,
+        )
         git("init", "-q", ".", cwd=workspace)
     if objects is not None:
         script = 'mkdir -p .git/objects/info && printf "%s\\n" "$1" > .git/objects/info/alternates'
@@ -112,6 +114,33 @@ def head(git: Git, workspace: Path) -> str | None:
         return None
 
 
+# Fixed identity and time: the same empty first commit, byte for byte, on every machine,
+# so a session's starting point needs no saving.
+_INITIAL_ENV = {
+    "GIT_AUTHOR_NAME": "Agentsite",
+    "GIT_AUTHOR_EMAIL": "agentsite@localhost",
+    "GIT_AUTHOR_DATE": "1970-01-01T00:00:00+0000",
+    "GIT_COMMITTER_NAME": "Agentsite",
+    "GIT_COMMITTER_EMAIL": "agentsite@localhost",
+    "GIT_COMMITTER_DATE": "1970-01-01T00:00:00+0000",
+}
+
+
+def initial_commit(git: Git, workspace: Path) -> str:
+    """The empty root commit every repository-less session starts from."""
+    identity = " ".join(f"{k}='{v}'" for k, v in _INITIAL_ENV.items())
+    script = f"{identity} git commit-tree {EMPTY_TREE} -m 'Start of the session'"
+    return git.run(["sh", "-c", script], cwd=workspace).strip()
+
+
+def has_commit(git: Git, workspace: Path, sha: str) -> bool:
+    try:
+        git("cat-file", "-e", f"{sha}^{{commit}}", cwd=workspace)
+    except GitError:
+        return False
+    return True
+
+
 def commit_all(
     git: Git, workspace: Path, *, message: str, author: Author, trailers: Sequence[str] = ()
 ) -> str | None:
@@ -135,8 +164,9 @@ def changes(
     """What `start..end` changed: files with +/−, the unified diff (capped), commits."""
     base = start or EMPTY_TREE
     files = []
-    numstat = git("diff", "--no-ext-diff", "--no-textconv", "--numstat", "-z", "-M", base, end,
-                  cwd=workspace)  # fmt: skip
+    numstat = git(
+        "diff", "--no-ext-diff", "--no-textconv", "--numstat", "-z", "-M", base, end, cwd=workspace
+    )
     fields = numstat.split("\0")
     index = 0
     while index < len(fields) and fields[index]:
@@ -146,8 +176,9 @@ def changes(
             index += 2
         files.append(FileChange(path, _count(added), _count(deleted)))
         index += 1
-    diff = git("diff", "--no-ext-diff", "--no-textconv", "--no-color", "-M", base, end,
-               cwd=workspace)  # fmt: skip
+    diff = git(
+        "diff", "--no-ext-diff", "--no-textconv", "--no-color", "-M", base, end, cwd=workspace
+    )
     encoded = diff.encode()
     truncated = len(encoded) > max_diff_bytes
     if truncated:

@@ -49,6 +49,16 @@ class AgentSession(models.Model):
         "GitHubRepository", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     github_number = models.PositiveIntegerField(null=True, blank=True)
+    # The session's git work (services.workspaces): with a repository, a branch pushed
+    # there; without one, the history saved here as a bundle.
+    base_branch = models.CharField(max_length=255, blank=True)
+    branch = models.CharField(max_length=255, blank=True)
+    head_commit = models.CharField(max_length=64, blank=True)
+    pull_request_number = models.PositiveIntegerField(null=True, blank=True)
+    pull_request_url = models.URLField(max_length=500, blank=True)
+    # Why the worker will not push this session's work (a fork's pull request).
+    push_refused = models.CharField(max_length=300, blank=True)
+    workspace_bundle = models.BinaryField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -106,6 +116,17 @@ class Task(models.Model):
     # Highest event seq handed out; bumped in the same transaction as the insert, so
     # seqs stay gapless and unique even when two writers race.
     last_seq = models.PositiveIntegerField(default=0)
+    # What the attempt did to the workspace (services.workspaces); the diff is TaskDiff.
+    base_commit = models.CharField(max_length=64, blank=True)
+    head_commit = models.CharField(max_length=64, blank=True)
+    branch = models.CharField(max_length=255, blank=True)
+    pull_request_url = models.URLField(max_length=500, blank=True)
+    files_changed = models.PositiveIntegerField(null=True, blank=True)
+    insertions = models.PositiveIntegerField(null=True, blank=True)
+    deletions = models.PositiveIntegerField(null=True, blank=True)
+    changed_files = models.JSONField(default=list, blank=True)  # [{path, insertions, deletions}]
+    commits = models.JSONField(default=list, blank=True)  # [[sha, subject]], oldest first
+    workspace_note = models.CharField(max_length=500, blank=True)
 
     class Meta:
         indexes = [
@@ -121,6 +142,19 @@ class Task(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TaskStatus.terminal()
+
+
+class TaskDiff(models.Model):
+    """An attempt's unified diff, capped; kept apart so task lists never load it."""
+
+    task = models.OneToOneField(
+        Task, on_delete=models.CASCADE, primary_key=True, related_name="diff"
+    )
+    text = models.TextField(blank=True)
+    truncated = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"diff of task {self.task_id}"
 
 
 class TaskEvent(models.Model):

@@ -13,14 +13,18 @@ from django.db.models import Count, Prefetch, QuerySet, Sum
 from django.utils import timezone
 
 from tasks_app.filters import TaskFilter
-from tasks_app.models import AgentSession, Task, TaskEvent
+from tasks_app.models import AgentSession, GitHubRepository, Task, TaskDiff, TaskEvent
 
 MAX_DB_ID = 2**63 - 1
 
 
 def task_list(*, owner: AbstractBaseUser, filters: Mapping[str, Any]) -> QuerySet[Task]:
     """The owner's tasks, newest first; raises ValidationError for bad filter values."""
-    queryset = Task.objects.filter(owner=owner).order_by("-created", "-id")
+    queryset = (
+        Task.objects.filter(owner=owner)
+        .select_related("session__github_repository")
+        .order_by("-created", "-id")
+    )
     filterset = TaskFilter(data=filters, queryset=queryset)
     if not filterset.is_valid():
         raise ValidationError(filterset.errors)
@@ -31,7 +35,11 @@ def task_get(*, owner: AbstractBaseUser, task_id: int) -> Task | None:
     """The task if it exists and belongs to `owner`; None hides others' tasks."""
     if not 0 < task_id <= MAX_DB_ID:
         return None
-    return Task.objects.select_related("session").filter(pk=task_id, owner=owner).first()
+    return (
+        Task.objects.select_related("session__github_repository")
+        .filter(pk=task_id, owner=owner)
+        .first()
+    )
 
 
 def task_events(*, task_id: int, after: int, limit: int) -> list[TaskEvent]:
@@ -68,3 +76,17 @@ def session_list_with_recent_tasks(*, owner: AbstractBaseUser) -> QuerySet[Agent
         .annotate(task_count=Count("tasks"))
         .prefetch_related(Prefetch("tasks", queryset=recent, to_attr="recent_tasks"))
     )
+
+
+def usable_repositories(*, user: AbstractBaseUser) -> QuerySet[GitHubRepository]:
+    """Registered, enabled repositories `user` may run tasks on: their own (staff: all)."""
+    repositories = GitHubRepository.objects.filter(enabled=True).order_by("full_name")
+    return repositories if getattr(user, "is_staff", False) else repositories.filter(owner=user)
+
+
+def usable_repository(*, user: AbstractBaseUser, full_name: str) -> GitHubRepository | None:
+    return usable_repositories(user=user).filter(full_name__iexact=full_name).first()
+
+
+def task_diff(*, task: Task) -> TaskDiff | None:
+    return TaskDiff.objects.filter(task=task).first()

@@ -11,7 +11,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
 from tasks_app import worker  # noqa: F401 - connects the worker's process signals
-from tasks_app.services import dead_letters, github_jobs, maintenance
+from tasks_app.services import dead_letters, github_jobs, maintenance, sandboxing
 from tasks_app.services.claims import claim_next_task
 from tasks_app.services.dispatch import PROCESS_DELIVERY, REPORT_OUTCOME, RUN_NEXT_TASK
 from tasks_app.services.execution import execute_claimed_task
@@ -28,6 +28,8 @@ def run_next_agent_task(self: Any) -> int | None:
     so a duplicate or stale message claims nothing. Retries are not Celery retries: a
     transient failure puts the task back in the queue with a backoff (services.outcomes).
     """
+    if not sandboxing.can_claim():
+        return None  # the task stays queued for a worker that can sandbox it
     task = claim_next_task(worker=self.request.hostname or "unknown")
     if task is None:
         return None

@@ -61,12 +61,43 @@ class TaskCreateInput(serializers.Serializer):
     timeout_s = serializers.IntegerField(
         required=False, min_value=10, max_value=settings.AGENT_TASK_TIMEOUT_S
     )
+    repository = serializers.RegexField(
+        r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}$",
+        required=False,
+        help_text='A registered repository, "owner/name": the agent works on a checkout.',
+    )
+    base = serializers.CharField(
+        required=False,
+        max_length=255,
+        validators=[NO_NUL],
+        help_text="The branch to start from (default: the repository's default branch).",
+    )
 
     def validate_max_budget_usd(self, value: Decimal) -> Decimal:
         return max(value.quantize(BUDGET_STEP, rounding=ROUND_HALF_UP), BUDGET_STEP)
 
 
+class OptionalUrlOutput(serializers.URLField):
+    """A URL, or null where none is stored (the model keeps "")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, allow_null=True, **kwargs)
+
+    def to_representation(self, value: str) -> str | None:
+        return value or None
+
+
+class ChangedFileOutput(serializers.Serializer):
+    path = serializers.CharField()
+    insertions = serializers.IntegerField(allow_null=True)  # null: a binary file
+    deletions = serializers.IntegerField(allow_null=True)
+
+
 class TaskOutput(serializers.ModelSerializer):
+    repository = serializers.SerializerMethodField()
+    changed_files = ChangedFileOutput(many=True, read_only=True)
+    pull_request_url = OptionalUrlOutput()
+
     class Meta:
         model = Task
         fields = [
@@ -96,8 +127,22 @@ class TaskOutput(serializers.ModelSerializer):
             "duration_ms",
             "cancel_requested_at",
             "retry_of",
+            "repository",
+            "branch",
+            "base_commit",
+            "head_commit",
+            "pull_request_url",
+            "files_changed",
+            "insertions",
+            "deletions",
+            "changed_files",
+            "workspace_note",
         ]
         read_only_fields = fields
+
+    def get_repository(self, task: Task) -> str | None:
+        repository = task.session.github_repository
+        return repository.full_name if repository else None
 
 
 class TaskPageOutput(serializers.Serializer):
@@ -140,11 +185,29 @@ class SessionCreateInput(serializers.Serializer):
 
 class SessionOutput(serializers.ModelSerializer):
     resumable = serializers.SerializerMethodField()
+    repository = serializers.SerializerMethodField()
+    pull_request_url = OptionalUrlOutput()
 
     class Meta:
         model = AgentSession
-        fields = ["id", "title", "source", "created", "updated", "resumable"]
+        fields = [
+            "id",
+            "title",
+            "source",
+            "created",
+            "updated",
+            "resumable",
+            "repository",
+            "base_branch",
+            "branch",
+            "head_commit",
+            "pull_request_url",
+        ]
         read_only_fields = fields
+
+    def get_repository(self, session: AgentSession) -> str | None:
+        repository = session.github_repository
+        return repository.full_name if repository else None
 
     def get_resumable(self, session: AgentSession) -> bool:
         """Whether a new task in this session continues an earlier conversation."""

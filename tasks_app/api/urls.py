@@ -21,6 +21,7 @@ urlpatterns = [
     path("tasks/", views.TaskListCreateApi.as_view(), name="api-tasks"),
     path("tasks/<dbid:task_id>/", views.TaskDetailApi.as_view(), name="api-task"),
     path("tasks/<dbid:task_id>/events/", views.TaskEventsApi.as_view(), name="api-task-events"),
+    path("tasks/<dbid:task_id>/diff/", views.TaskDiffApi.as_view(), name="api-task-diff"),
     path("tasks/<dbid:task_id>/cancel/", views.TaskCancelApi.as_view(), name="api-task-cancel"),
     path("tasks/<dbid:task_id>/retry/", views.TaskRetryApi.as_view(), name="api-task-retry"),
     path("sessions/", views.SessionListCreateApi.as_view(), name="api-sessions"),

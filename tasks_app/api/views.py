@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import QueryDict
+from django.conf import settings
+from django.http import HttpResponse, QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -157,6 +158,29 @@ class TaskEventsApi(APIView):
                 "next_after": events[-1].seq if events else after,
             }
         )
+
+
+DIFF_TRUNCATED = "\n# agentsite: the diff was cut at {limit} bytes (AGENT_DIFF_MAX_BYTES)\n"
+
+
+class TaskDiffApi(APIView):
+    @extend_schema(
+        operation_id="tasks_diff",
+        parameters=[TASK_ID],
+        responses={
+            (200, "text/x-diff"): OpenApiResponse(
+                str, description="The unified diff of the task's changes (empty: none)."
+            ),
+            **NOT_FOUND,
+            **ERRORS,
+        },
+    )
+    def get(self, request: Request, task_id: int) -> HttpResponse:
+        diff = selectors.task_diff(task=_own_task(request, task_id))
+        text = diff.text if diff else ""
+        if diff is not None and diff.truncated:
+            text += DIFF_TRUNCATED.format(limit=settings.AGENT_DIFF_MAX_BYTES)
+        return HttpResponse(text, content_type="text/x-diff; charset=utf-8")
 
 
 class TaskCancelApi(APIView):

@@ -145,7 +145,11 @@ def _fresh_snapshot(task_id: int) -> dict[str, Any] | None:
     from tasks_app.models import Task as TaskModel
 
     try:
-        fresh = TaskModel.objects.filter(pk=task_id).first()
+        fresh = (
+            TaskModel.objects.select_related("session__github_repository")
+            .filter(pk=task_id)
+            .first()
+        )
     except DatabaseError as exc:
         # Consumers read the task themselves when a status push comes without it.
         log.warning("broadcast_snapshot_failed", task_id=task_id, error=str(exc))

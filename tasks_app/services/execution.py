@@ -25,11 +25,12 @@ from cli_exec.sandbox import SandboxRun, SandboxStartError, SandboxUnavailable
 from tasks_app import selectors
 from tasks_app.metrics import CLI_PROCESSES
 from tasks_app.models import Task, TaskStatus
-from tasks_app.services import outcomes, sandboxing, transcripts
+from tasks_app.services import outcomes, sandboxing, transcripts, workspaces
 from tasks_app.services.cli_binary import resolve_cli
 from tasks_app.services.events import NewEvent, StreamOwnershipLost, append_events
 from tasks_app.services.monitor import AttemptMonitor, StopCause
 from tasks_app.services.sessions import cli_config_path, workspace_path
+from tasks_app.services.workspaces import WorkspaceError
 
 log = structlog.get_logger(__name__)
 MAX_EVENTS_PER_INSERT = 500
@@ -201,28 +202,51 @@ def execute_claimed_task(task: Task) -> TaskStatus | None:
 
 
 def run_sandboxed_attempt(task: Task, attempt: int, budget: Decimal | None) -> AttemptEnd | None:
-    """Prepare the attempt (its sandbox unless AGENT_SANDBOX=off) and run it; None when
-    the attempt lost the task to someone else meanwhile."""
+    """Check out the workspace, run the attempt in its sandbox (unless AGENT_SANDBOX=off)
+    and keep its work; None when the attempt lost the task to someone else meanwhile."""
     session = task.session
-    workspace, config_dir, cli = workspace_path(session), cli_config_path(session), resolve_cli()
+    config_dir, cli = cli_config_path(session), resolve_cli()
     with contextlib.ExitStack() as stack:
         try:
+            checkout = workspaces.prepare_checkout(task)
             transcripts.restore_transcript(
-                session=session, config_dir=config_dir, workspace=workspace
+                session=session, config_dir=config_dir, workspace=checkout.workspace
             )
             sandbox = stack.enter_context(
                 sandboxing.attempt_sandbox(
-                    task, workspace=workspace, config_dir=config_dir, cli=cli
+                    task,
+                    workspace=checkout.workspace,
+                    config_dir=config_dir,
+                    cli=cli,
+                    read_only=(checkout.mirror,) if checkout.mirror else (),
+                    allow_hosts=(checkout.git_host,) if checkout.git_host else (),
                 )
             )
             command = build_command(task, budget=budget, cli=cli, sandbox=sandbox)
+        except WorkspaceError as exc:
+            return AttemptEnd(outcomes.refusal(str(exc), transient=exc.transient))
         except (SandboxStartError, SandboxUnavailable) as exc:
             error = f"The sandbox could not be started: {exc}."
             return AttemptEnd(outcomes.refusal(error, transient=True))
         except (OSError, ValueError) as exc:
             error = f"The task could not be prepared: {exc}."
             return AttemptEnd(outcomes.refusal(error, transient=True))
-        return run_attempt(task, attempt, command, sandbox)
+        ended = run_attempt(task, attempt, command, sandbox)
+    # The sandbox is gone: nothing of the agent runs while its work is committed.
+    if ended is not None and ended.summary.verdict is Verdict.SUCCEEDED:
+        ended = keep_work(task, checkout, ended)
+    return ended
+
+
+def keep_work(task: Task, checkout: workspaces.Checkout, ended: AttemptEnd) -> AttemptEnd:
+    """Commit and push (or save) a successful attempt's work; an attempt whose work
+    cannot be kept is not a success."""
+    try:
+        workspaces.publish_attempt(task, checkout, ended.summary.result_text)
+    except WorkspaceError as exc:
+        verdict = Verdict.TRANSIENT if exc.transient else Verdict.FAILED
+        return replace(ended, summary=replace(ended.summary, verdict=verdict, error=str(exc)))
+    return ended
 
 
 def run_attempt(

@@ -1,4 +1,4 @@
-"""A small GitHub REST client: permission lookups and issue comments.
+"""A small GitHub REST client: permissions, comments, repositories and pull requests.
 
 Errors are sorted for the job's retry policy: transient ones (5xx, 429, rate-limit 403)
 carry how long to wait; permanent ones end the job.
@@ -73,6 +73,23 @@ class Comment:
     html_url: str
 
 
+@dataclass(frozen=True)
+class RepositoryInfo:
+    full_name: str
+    clone_url: str
+    default_branch: str
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    html_url: str
+    head_ref: str
+    head_repository: str  # "owner/name"; another one than the base's for a fork
+    head_clone_url: str
+    base_ref: str
+
+
 class GitHubClient:
     def __init__(self, token: str | None = None, base_url: str | None = None) -> None:
         headers = {
@@ -121,3 +138,54 @@ class GitHubClient:
 
     def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
         self._request("PATCH", f"/repos/{repo}/issues/comments/{comment_id}", json={"body": body})
+
+    def repository(self, repo: str) -> RepositoryInfo:
+        body = self._request("GET", f"/repos/{repo}").json()
+        return RepositoryInfo(
+            str(body.get("full_name") or repo),
+            str(body["clone_url"]),
+            str(body.get("default_branch") or "main"),
+        )
+
+    def branch_exists(self, repo: str, branch: str) -> bool:
+        try:
+            self._request("GET", f"/repos/{repo}/branches/{branch}")
+        except GitHubPermanentError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def pull_request(self, repo: str, number: int) -> PullRequest:
+        return _pull(self._request("GET", f"/repos/{repo}/pulls/{number}").json())
+
+    def create_pull_request(
+        self, repo: str, *, title: str, head: str, base: str, body: str, draft: bool
+    ) -> PullRequest:
+        """Open a pull request; one that already exists for `head` is returned instead."""
+        payload = {"title": title, "head": head, "base": base, "body": body, "draft": draft}
+        try:
+            return _pull(self._request("POST", f"/repos/{repo}/pulls", json=payload).json())
+        except GitHubPermanentError as exc:
+            if exc.status != 422:
+                raise
+            owner = repo.split("/", 1)[0]
+            found = self._request(
+                "GET", f"/repos/{repo}/pulls", params={"head": f"{owner}:{head}", "state": "open"}
+            ).json()
+            if not found:
+                raise
+            return _pull(found[0])
+
+
+def _pull(body: dict[str, Any]) -> PullRequest:
+    head, base = body.get("head") or {}, body.get("base") or {}
+    head_repo = head.get("repo") or {}
+    return PullRequest(
+        number=int(body["number"]),
+        html_url=str(body.get("html_url", "")),
+        head_ref=str(head.get("ref", "")),
+        head_repository=str(head_repo.get("full_name", "")),
+        head_clone_url=str(head_repo.get("clone_url", "")),
+        base_ref=str(base.get("ref", "")),
+    )

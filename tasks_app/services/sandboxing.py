@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,22 @@ def sandbox_python() -> str | None:
     return next((path for path in SYSTEM_PYTHONS if os.access(path, os.X_OK)), None)
 
 
+def sandbox_host_user() -> tuple[int, int] | None:
+    """The host user sandboxes run as: AGENT_SANDBOX_UID for a root worker, else None
+    (the worker's own)."""
+    if not sandbox_on() or os.geteuid() != 0:
+        return None
+    return settings.AGENT_SANDBOX_UID, settings.AGENT_SANDBOX_GID
+
+
+def own_for_sandbox(*paths: Path) -> None:
+    """Hand directories the worker made to the sandboxes' user, who works in them."""
+    user = sandbox_host_user()
+    if user is not None:
+        for path in paths:
+            os.lchown(path, *user)
+
+
 def sandbox_config() -> SandboxConfig:
     python = sandbox_python()
     if python is None:
@@ -103,6 +120,26 @@ def _bound_dirs() -> list[Path]:
     with contextlib.suppress(SandboxStartError):
         dirs.append(cli_install_dir(resolve_cli())[0])
     return dirs
+
+
+_claim_check: tuple[float, SandboxStatus] | None = None
+
+
+def can_claim() -> bool:
+    """Whether this process may claim agent work: with the sandbox on, only while it
+    can build one. Checked by the job itself too, not only by the worker's queue gate:
+    a message fetched before the gate closed must not start an unsandboxable attempt.
+    Cached for AGENT_CLI_CHECK_INTERVAL_S."""
+    global _claim_check
+    if not sandbox_on():
+        return True
+    now = time.monotonic()
+    if _claim_check is None or now >= _claim_check[0]:
+        status = local_status()
+        _claim_check = (now + settings.AGENT_CLI_CHECK_INTERVAL_S, status)
+        if not status.available:
+            log.error("sandbox_unavailable_no_claim", reason=status.detail)
+    return _claim_check[1].available
 
 
 def publish_worker_status(worker: str, status: SandboxStatus, ttl_s: float) -> None:
@@ -152,7 +189,13 @@ def model_credential() -> ModelCredential:
 
 @contextlib.contextmanager
 def attempt_sandbox(
-    task: Task, *, workspace: Path, config_dir: Path, cli: str
+    task: Task,
+    *,
+    workspace: Path,
+    config_dir: Path,
+    cli: str,
+    read_only: tuple[Path, ...] = (),
+    allow_hosts: tuple[str, ...] = (),
 ) -> Iterator[SandboxRun | None]:
     """The sandbox one attempt runs in, or None when the sandbox is off.
 
@@ -169,7 +212,8 @@ def attempt_sandbox(
         cli=cli,
         upstream=settings.ANTHROPIC_BASE_URL or DEFAULT_UPSTREAM,
         credential=model_credential(),
-        allow_hosts=tuple(settings.AGENT_SANDBOX_ALLOW_HOSTS),
+        allow_hosts=(*settings.AGENT_SANDBOX_ALLOW_HOSTS, *allow_hosts),
+        read_only=read_only,
     )
     with SandboxRun(sandbox_config(), spec) as run:
         yield run

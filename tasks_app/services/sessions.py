@@ -18,6 +18,7 @@ def session_create(
     source: Source = Source.API,
     github_repository: GitHubRepository | None = None,
     github_number: int | None = None,
+    base_branch: str = "",
 ) -> AgentSession:
     session = AgentSession.objects.create(
         owner=owner,
@@ -25,6 +26,7 @@ def session_create(
         source=source,
         github_repository=github_repository,
         github_number=github_number,
+        base_branch=base_branch,
     )
     # A random suffix keeps a reset database from reusing an old session's files.
     session.workspace = f"{session.pk}-{secrets.token_hex(6)}"

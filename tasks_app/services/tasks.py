@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tasks_app import selectors
 from tasks_app.models import AgentSession, Source, Task, TaskStatus
-from tasks_app.services import cancellation, dispatch, lifecycle
+from tasks_app.services import cancellation, dispatch, lifecycle, repositories
 from tasks_app.services.errors import PromptTooLarge, QuotaExceeded, TaskConflict
 from tasks_app.services.events import NewEvent, append_events
 from tasks_app.services.sessions import session_create
@@ -44,13 +44,14 @@ def _check_quotas(owner: AbstractBaseUser) -> None:
             )
 
 
-@transaction.atomic
 def task_create(
     *,
     owner: AbstractBaseUser,
     prompt: str,
     source: Source,
     session: AgentSession | None = None,
+    repository: str | None = None,
+    base: str | None = None,
     priority: int = 0,
     max_turns: int | None = None,
     max_budget_usd: Decimal | None = None,
@@ -58,30 +59,43 @@ def task_create(
     retry_of: Task | None = None,
 ) -> Task:
     _check_prompt(prompt)
-    # Serializes one user's creations, so concurrent requests cannot overrun the quota.
-    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
-    _check_quotas(owner)
-    if session is None:
-        session = session_create(owner=owner, title=prompt.strip()[:80], source=source)
-    task = Task.objects.create(
-        owner=owner,
-        session=session,
-        prompt=prompt,
-        source=source,
-        priority=priority,
-        max_attempts=settings.AGENT_MAX_ATTEMPTS,
-        timeout_s=min(timeout_s or settings.AGENT_TASK_TIMEOUT_S, settings.AGENT_TASK_TIMEOUT_S),
-        max_turns=max_turns if max_turns is not None else settings.AGENT_MAX_TURNS,
-        max_budget_usd=max_budget_usd
-        if max_budget_usd is not None
-        else settings.AGENT_MAX_BUDGET_USD,
-        retry_of=retry_of,
-        dispatched_at=timezone.now(),
+    # Before the transaction: checking a base branch asks GitHub.
+    target, base_branch = repositories.target_of(
+        owner=owner, session=session, repository=repository, base=base
     )
-    # On-commit hooks run in order: the wake-up goes before the status push to browsers,
-    # so a worker starts on the task without waiting for it.
-    dispatch.publish_wakeup_on_commit()
-    append_events(task, [NewEvent("status", {"status": TaskStatus.QUEUED.value})], attempt=0)
+    with transaction.atomic():
+        # Serializes one user's creations, so concurrent requests cannot overrun the quota.
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+        _check_quotas(owner)
+        if session is None:
+            session = session_create(
+                owner=owner,
+                title=prompt.strip()[:80],
+                source=source,
+                github_repository=target,
+                base_branch=base_branch,
+            )
+        task = Task.objects.create(
+            owner=owner,
+            session=session,
+            prompt=prompt,
+            source=source,
+            priority=priority,
+            max_attempts=settings.AGENT_MAX_ATTEMPTS,
+            timeout_s=min(
+                timeout_s or settings.AGENT_TASK_TIMEOUT_S, settings.AGENT_TASK_TIMEOUT_S
+            ),
+            max_turns=max_turns if max_turns is not None else settings.AGENT_MAX_TURNS,
+            max_budget_usd=max_budget_usd
+            if max_budget_usd is not None
+            else settings.AGENT_MAX_BUDGET_USD,
+            retry_of=retry_of,
+            dispatched_at=timezone.now(),
+        )
+        # On-commit hooks run in order: the wake-up goes before the status push to
+        # browsers, so a worker starts on the task without waiting for it.
+        dispatch.publish_wakeup_on_commit()
+        append_events(task, [NewEvent("status", {"status": TaskStatus.QUEUED.value})], attempt=0)
     return task
 
 

@@ -1,8 +1,9 @@
-"""Fixtures: FakeAnthropic and FakeGitHub servers (in-process or as processes) and a runner for
-the real Claude Code CLI against the Anthropic one."""
+"""Fixtures: FakeAnthropic and FakeGitHub servers (in-process or as processes), a runner for
+the real Claude Code CLI against the Anthropic one, and real git against the GitHub one."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import select
@@ -27,6 +28,11 @@ CLAUDE_BIN = REPO_ROOT / "node_modules" / ".bin" / "claude"
 CLI_TIMEOUT_S = 60.0
 FAKE_GITHUB_TOKEN = "ghs_fakeInstallationToken0123456789"
 FAKE_GITHUB_BOT = "agentsite-bot[bot]"
+GIT_TIMEOUT_S = 60.0
+
+
+def basic_auth(token: str, user: str = "x-access-token") -> str:
+    return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
 
 
 @dataclass(frozen=True)
@@ -270,3 +276,61 @@ def fake_github_process() -> Iterator[FakeProcess]:
     args = ("--token", FAKE_GITHUB_TOKEN, "--bot-login", FAKE_GITHUB_BOT)
     with fake_process("tests.fakes.github_api", *args) as process:
         yield process
+
+
+@dataclass(frozen=True)
+class GitClient:
+    """Real git with no user or system configuration and no prompts, whose credentials are an
+    `http.extraHeader` from the environment, never in a URL or a config file."""
+
+    home: Path
+    authorization: str | None = None
+    config: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        settings = dict(self.config)
+        if self.authorization is not None:
+            settings["http.extraHeader"] = f"Authorization: {self.authorization}"
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "LC_ALL": "C",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "Agent",
+            "GIT_AUTHOR_EMAIL": "agent@example.com",
+            "GIT_COMMITTER_NAME": "Agent",
+            "GIT_COMMITTER_EMAIL": "agent@example.com",
+            "GIT_CONFIG_COUNT": str(len(settings)),
+        }
+        for index, (key, value) in enumerate(settings.items()):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
+        return env
+
+    def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """`git <args>`; the caller checks the exit code (failing is often the point)."""
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+
+    def ok(self, *args: str, cwd: Path | None = None) -> str:
+        """`git <args>` that must succeed; its stdout, stripped."""
+        result = self.run(*args, cwd=cwd)
+        assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
+        return result.stdout.strip()
+
+
+@pytest.fixture
+def git(tmp_path: Path) -> GitClient:
+    """git sending `Authorization: Basic base64(x-access-token:FAKE_GITHUB_TOKEN)`."""
+    home = tmp_path / "git-home"
+    home.mkdir()
+    return GitClient(home, basic_auth(FAKE_GITHUB_TOKEN))

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import partial
 from http import HTTPStatus
 from typing import Any, Literal
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 ROLES = ("admin", "maintain", "write", "triage", "read", "none")
 # `permission` keeps the legacy base roles: maintain reads as write and triage as read (REST
@@ -144,6 +144,8 @@ class Comment:
         return self.to_json(api_url) | {"history": list(self.history)}
 
 
+# A view gets the repository ("owner/name" as asked), the other path parameters over the query
+# parameters, and the parsed JSON body.
 Route = tuple[str, re.Pattern[str], Callable[[str, dict[str, str], Any], ApiReply]]
 _REPO = r"/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)"
 
@@ -163,17 +165,25 @@ class GitHubState:
         self._ids = itertools.count(FIRST_COMMENT_ID)
         comment_id = r"/(?P<comment_id>\d+)"
         self._routes: list[Route] = [
-            ("GET", _route(r"/collaborators/(?P<login>[^/]+)/permission"), self._permission),
-            ("POST", _route(r"/issues/(?P<number>\d+)/comments"), self._create_issue_comment),
-            ("GET", _route(r"/issues/comments" + comment_id), partial(self._get, kind="issue")),
-            ("PATCH", _route(r"/issues/comments" + comment_id), partial(self._edit, kind="issue")),
+            ("GET", repo_route(r"/collaborators/(?P<login>[^/]+)/permission"), self._permission),
+            ("POST", repo_route(r"/issues/(?P<number>\d+)/comments"), self._create_issue_comment),
+            ("GET", repo_route(r"/issues/comments" + comment_id), partial(self._get, kind="issue")),
+            (
+                "PATCH",
+                repo_route(r"/issues/comments" + comment_id),
+                partial(self._edit, kind="issue"),
+            ),
             (
                 "POST",
-                _route(r"/pulls/(?P<number>\d+)/comments" + comment_id + "/replies"),
+                repo_route(r"/pulls/(?P<number>\d+)/comments" + comment_id + "/replies"),
                 self._reply_to_review_comment,
             ),
-            ("GET", _route(r"/pulls/comments" + comment_id), partial(self._get, kind="review")),
-            ("PATCH", _route(r"/pulls/comments" + comment_id), partial(self._edit, kind="review")),
+            ("GET", repo_route(r"/pulls/comments" + comment_id), partial(self._get, kind="review")),
+            (
+                "PATCH",
+                repo_route(r"/pulls/comments" + comment_id),
+                partial(self._edit, kind="review"),
+            ),
         ]
 
     # --- scripting and inspection ---------------------------------------------------------
@@ -211,15 +221,27 @@ class GitHubState:
         self._roles.clear()
         self._comments.clear()
 
+    def next_id(self) -> int:
+        """A fresh id, unique among everything the fake numbers (comments, pull requests)."""
+        return next(self._ids)
+
+    def issue_numbers(self, repo: str) -> set[int]:
+        """Issue and pull request numbers the comments on `repo` use."""
+        return {c.number for c in self.comments(repo)}
+
+    def add_routes(self, routes: list[Route]) -> None:
+        self._routes.extend(routes)
+
     # --- the REST API ---------------------------------------------------------------------
 
-    def answer(self, method: str, path: str, raw: bytes) -> ApiReply:
+    def answer(self, method: str, path: str, raw: bytes, query: str = "") -> ApiReply:
         """The answer to one API request that got past authentication and scripted faults."""
         try:
             for route_method, pattern, view in self._routes:
                 match = pattern.fullmatch(path.rstrip("/"))
                 if match and route_method == method:
-                    params = {k: unquote(v) for k, v in match.groupdict().items()}
+                    params = dict(parse_qsl(query))
+                    params |= {k: unquote(v) for k, v in match.groupdict().items()}
                     repo = f"{params.pop('owner')}/{params.pop('name')}"
                     return view(repo, params, _parse_json(raw))
             raise ApiError(404, "Not Found")
@@ -277,7 +299,7 @@ class GitHubState:
         return comment
 
 
-def _route(suffix: str) -> re.Pattern[str]:
+def repo_route(suffix: str) -> re.Pattern[str]:
     return re.compile(_REPO + suffix)
 
 

@@ -10,7 +10,6 @@ import functools
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from celery import Celery
@@ -22,7 +21,7 @@ from tasks_app.models import Source, TaskStatus
 from tasks_app.services.dispatch import AGENT_QUEUE, RUN_NEXT_TASK
 from tasks_app.services.readiness import check_broker
 from tasks_app.services.tasks import task_create
-from tests.engine import engine_env, wait_for_status
+from tests.engine import engine_env, sandbox_reachable_dir, wait_for_status
 from tests.factories import make_user
 from tests.fakes.anthropic_api import FakeAnthropic, Text
 from tests.live import ROOT, procfile_argv, wait_until
@@ -67,12 +66,15 @@ def amqp_worker_answers(app: Celery, name: str) -> bool:
     return bool(app.control.ping(destination=[name], timeout=0.5))
 
 
-def test_worker_on_rabbitmq_runs_an_agent_task_end_to_end(amqp_app, tmp_path: Path):
+def test_worker_on_rabbitmq_runs_an_agent_task_end_to_end(amqp_app):
     owner = make_user(unique_name("amqp-owner"))
-    with FakeAnthropic() as fake_model:
+    with FakeAnthropic() as fake_model, sandbox_reachable_dir("amqp") as workspace_root:
         fake_model.script("[amqp]", Text("Delivered by RabbitMQ."))
         env = engine_env(
-            fake_model.base_url, tmp_path, CELERY_BROKER_URL=AMQP_URL, AGENT_MAX_CONCURRENCY="1"
+            fake_model.base_url,
+            workspace_root,
+            CELERY_BROKER_URL=AMQP_URL,
+            AGENT_MAX_CONCURRENCY="1",
         )
         # Its own wake-up goes to the test's Redis broker, which the amqp worker never reads.
         task = task_create(owner=owner, prompt="[amqp] hello", source=Source.API)

@@ -22,6 +22,7 @@ import pytest
 from tasks_app.models import Source
 from tasks_app.services.tasks import task_create
 from tasks_app.services.tokens import api_token_create
+from tests.engine import sandbox_reachable_dir
 from tests.factories import make_user
 from tests.live import (
     child_env,
@@ -60,8 +61,15 @@ def slow_cli(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 @pytest.fixture
-def web(tmp_path: Path) -> Iterator[tuple[str, LoggedProcess, Path, Path]]:
-    script, started, release = slow_cli(tmp_path)
+def web() -> Iterator[tuple[str, LoggedProcess, Path, Path]]:
+    # Where the sandbox's user can reach it: /readyz also checks that a sandbox can show
+    # the CLI's install.
+    with sandbox_reachable_dir("slow-cli") as scratch:
+        yield from _web(scratch)
+
+
+def _web(scratch: Path) -> Iterator[tuple[str, LoggedProcess, Path, Path]]:
+    script, started, release = slow_cli(scratch)
     port = free_port()
     env = child_env(AGENT_CLI=str(script), BIND_HOST="127.0.0.1", PORT=str(port))
     url = f"http://127.0.0.1:{port}"

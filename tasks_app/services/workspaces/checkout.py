@@ -1,0 +1,197 @@
+"""Before an attempt: the session's workspace is a checkout of its branch at the last
+pushed (or saved) commit, whatever a killed attempt left behind."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from gitops import GitError, GitErrorKind
+from gitops import mirror as mirrors
+from gitops import workspace as ws
+from tasks_app.models import AgentSession, Task
+from tasks_app.services import sandboxing
+from tasks_app.services.github import (
+    GitHubClient,
+    GitHubPermanentError,
+    GitHubTransientError,
+    PullRequest,
+    RepositoryInfo,
+)
+from tasks_app.services.sessions import workspace_path
+from tasks_app.services.workspaces import pulls
+from tasks_app.services.workspaces.gitsetup import (
+    WorkspaceError,
+    auth_for,
+    branch_name,
+    git_host,
+    host_git,
+    mirror_path,
+    workspace_git,
+)
+
+log = structlog.get_logger(__name__)
+SCRATCH_BRANCH = "main"
+BRANCH_REFS = {"refs/heads/*": "refs/heads/*"}
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """Where an attempt starts: its workspace on `branch` at `start`."""
+
+    workspace: Path
+    branch: str
+    start: str
+    repository: str | None = None  # "owner/name" for a session with one
+    clone_url: str | None = None
+    mirror: Path | None = None  # read-only in the sandbox: the workspace's objects
+
+    @property
+    def git_host(self) -> str | None:
+        return git_host(self.clone_url) if self.clone_url else None
+
+
+def prepare_checkout(task: Task) -> Checkout:
+    session = task.session
+    workspace = workspace_path(session)
+    sandboxing.own_for_sandbox(workspace)
+    try:
+        if session.github_repository_id is not None:
+            checkout = _repository_checkout(session, workspace)
+        else:
+            checkout = _scratch_checkout(session, workspace)
+    except GitError as exc:
+        raise _explained(exc, session) from exc
+    Task.objects.filter(pk=task.pk).update(base_commit=checkout.start, branch=checkout.branch)
+    log.info("workspace_prepared", branch=checkout.branch, start=checkout.start[:12])
+    return checkout
+
+
+def _explained(exc: GitError, session: AgentSession) -> WorkspaceError:
+    repo = session.github_repository.full_name if session.github_repository else None
+    if "bwrap: " in str(exc):
+        return WorkspaceError(f"The sandbox for git could not be started: {exc}", transient=True)
+    if exc.kind is GitErrorKind.DISK_FULL:
+        return WorkspaceError(f"The workspace root is full: {exc}", transient=False)
+    if exc.kind in (GitErrorKind.NOT_FOUND, GitErrorKind.AUTH) and repo:
+        return WorkspaceError(
+            f"The repository {repo} could not be cloned (missing, or no access with the "
+            f"worker's token): {exc}",
+            transient=False,
+        )
+    return WorkspaceError(f"The workspace could not be prepared: {exc}", transient=exc.transient)
+
+
+def _repository_info(full_name: str) -> RepositoryInfo:
+    try:
+        with GitHubClient() as gh:
+            return gh.repository(full_name)
+    except GitHubTransientError as exc:
+        raise WorkspaceError(f"GitHub is unavailable: {exc}", transient=True) from exc
+    except GitHubPermanentError as exc:
+        raise WorkspaceError(
+            f"The repository {full_name} is missing or the worker's token cannot see it: {exc}",
+            transient=False,
+        ) from exc
+
+
+def _repository_checkout(session: AgentSession, workspace: Path) -> Checkout:
+    repository = session.github_repository
+    assert repository is not None  # noqa: S101 - the caller checked
+    info = _repository_info(repository.full_name)
+    fork = pulls.resolve_thread_branch(session, info)
+    if not session.branch:
+        session.base_branch = session.base_branch or info.default_branch
+        session.branch = branch_name(session, session.title)
+        AgentSession.objects.filter(pk=session.pk).update(
+            base_branch=session.base_branch, branch=session.branch
+        )
+    mirror = mirror_path(repository.full_name)
+    refs = dict(BRANCH_REFS)
+    with mirrors.locked(mirror):
+        git = host_git()
+        mirrors.ensure(git, mirror)
+        mirrors.refresh(git, mirror, info.clone_url, auth_for(info.clone_url), refs)
+        if fork is not None:
+            # A fork's branch lives in the fork; it is fetched read-only, never pushed.
+            mirrors.refresh(
+                git,
+                mirror,
+                fork.head_clone_url,
+                auth_for(fork.head_clone_url),
+                {f"refs/heads/{fork.head_ref}": f"refs/forks/{fork.number}"},
+            )
+    wgit = workspace_git([workspace], [mirror])
+    ws.ensure_repository(wgit, workspace, objects=mirror / "objects")
+    start_ref, start = _start_of(mirror, session, fork)
+    ws.fetch(wgit, workspace, str(mirror), {start_ref: "refs/remotes/origin/start"})
+    ws.reset_to(wgit, workspace, session.branch, start)
+    ws.set_origin(wgit, workspace, info.clone_url)
+    return Checkout(workspace, session.branch, start, repository.full_name, info.clone_url, mirror)
+
+
+def _start_of(mirror: Path, session: AgentSession, fork: PullRequest | None) -> tuple[str, str]:
+    """(mirror ref, sha) to start from: the session's branch as pushed, else its base
+    (for a fork's pull request, the fork's branch as fetched)."""
+    refs = _mirror_refs(mirror)
+    candidates = (
+        [f"refs/forks/{fork.number}"]
+        if fork is not None
+        else [f"refs/heads/{session.branch}", f"refs/heads/{session.base_branch}"]
+    )
+    for ref in candidates:
+        if ref in refs:
+            return ref, refs[ref]
+    repo = session.github_repository.full_name if session.github_repository else "?"
+    raise WorkspaceError(
+        f"The base branch {session.base_branch} does not exist in {repo}.", transient=False
+    )
+
+
+def _mirror_refs(mirror: Path) -> dict[str, str]:
+    out = host_git()("for-each-ref", "--format=%(refname) %(objectname)", cwd=mirror)
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+def _scratch_checkout(session: AgentSession, workspace: Path) -> Checkout:
+    """A repository-less session: its history as last saved, restored from the bundle
+    when this worker lacks it; the first attempt starts from an empty first commit."""
+    wgit = workspace_git([workspace], [])
+    saved = session.head_commit
+    if saved and (workspace / ".git").is_dir() and ws.has_commit(wgit, workspace, saved):
+        ws.reset_to(wgit, workspace, SCRATCH_BRANCH, saved)
+        return Checkout(workspace, SCRATCH_BRANCH, saved)
+    ws.ensure_repository(wgit, workspace, objects=None)
+    initial = ws.initial_commit(wgit, workspace)
+    if saved and saved != initial:
+        return _restore_bundle(session, workspace)
+    ws.reset_to(wgit, workspace, SCRATCH_BRANCH, initial)
+    if saved != initial:
+        AgentSession.objects.filter(pk=session.pk).update(head_commit=initial)
+        session.head_commit = initial
+    return Checkout(workspace, SCRATCH_BRANCH, initial)
+
+
+def _restore_bundle(session: AgentSession, workspace: Path) -> Checkout:
+    """A worker without the session's files: its history comes from the saved bundle."""
+    if not session.workspace_bundle:
+        raise WorkspaceError(
+            "The session's saved workspace is missing; it cannot be restored here.",
+            transient=False,
+        )
+    holder = Path(tempfile.mkdtemp(prefix="agentsite-bundle-"))
+    try:
+        bundle = holder / "workspace.bundle"
+        bundle.write_bytes(bytes(session.workspace_bundle))
+        sandboxing.own_for_sandbox(holder, bundle)
+        wgit = workspace_git([workspace], [holder])
+        ws.fetch(wgit, workspace, str(bundle), {f"refs/heads/{SCRATCH_BRANCH}": "refs/saved/main"})
+        ws.reset_to(wgit, workspace, SCRATCH_BRANCH, session.head_commit)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+    log.info("workspace_restored", head=session.head_commit[:12])
+    return Checkout(workspace, SCRATCH_BRANCH, session.head_commit)
