@@ -50,6 +50,18 @@ class TaskCreateForm(forms.Form):
         help_text="A task in an existing session continues its conversation.",
         widget=forms.Select(attrs=_testid("new-task-session")),
     )
+    repository = forms.ChoiceField(
+        required=False,
+        help_text="The agent works on a checkout and pushes a branch; none: a scratch workspace.",
+        widget=forms.Select(attrs=_testid("new-task-repository")),
+    )
+    base = forms.CharField(
+        required=False,
+        max_length=255,
+        label="Base branch",
+        help_text="Default: the repository's default branch.",
+        widget=forms.TextInput(attrs=_testid("new-task-base")),
+    )
     max_turns = forms.IntegerField(
         required=False,
         min_value=1,
@@ -71,6 +83,8 @@ class TaskCreateForm(forms.Form):
         field.queryset = selectors.session_list(owner=owner)
         recent = selectors.session_list(owner=owner)[:SESSION_CHOICES]
         field.widget.choices = [("", "New session"), *((s.pk, session_label(s)) for s in recent)]
+        names = selectors.usable_repositories(user=owner).values_list("full_name", flat=True)
+        self.fields["repository"].choices = [("", "No repository"), *((n, n) for n in names)]
 
     def service_arguments(self) -> dict[str, Any]:
         """Keyword arguments for services.tasks.task_create."""
@@ -78,6 +92,8 @@ class TaskCreateForm(forms.Form):
         return {
             "prompt": data["prompt"],
             "session": data["session"],
+            "repository": data["repository"] or None,
+            "base": data["base"].strip() or None,
             "max_turns": data["max_turns"],
             "max_budget_usd": data["max_budget_usd"],
         }

@@ -73,6 +73,7 @@ def session_list_with_recent_tasks(*, owner: AbstractBaseUser) -> QuerySet[Agent
     recent = Task.objects.order_by("-created", "-id")[:SESSION_RECENT_TASKS]
     return (
         session_list(owner=owner)
+        .select_related("github_repository")
         .annotate(task_count=Count("tasks"))
         .prefetch_related(Prefetch("tasks", queryset=recent, to_attr="recent_tasks"))
     )

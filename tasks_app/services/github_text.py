@@ -86,4 +86,23 @@ def outcome_body(task: Task) -> str:
         facts.append(f"{task.duration_ms / 1000:.1f} s")
     if task.num_turns is not None:
         facts.append(f"{task.num_turns} turn{'s' if task.num_turns != 1 else ''}")
-    return f"{headline}\n\n{quoted}\n\n{' · '.join(facts)}"
+    parts = [headline, quoted, " · ".join(facts)]
+    work = work_line(task)
+    if work:
+        parts.append(work)
+    if task.workspace_note:
+        parts.append(f"ℹ️ {task.workspace_note}")
+    return "\n\n".join(parts)
+
+
+def work_line(task: Task) -> str:
+    """What the attempt changed and where it went: the pull request, else the branch."""
+    if not task.files_changed:
+        return ""
+    files = f"{task.files_changed} file{'s' if task.files_changed != 1 else ''} changed"
+    stat = f"{files} (+{task.insertions or 0} −{task.deletions or 0})"
+    if task.pull_request_url:
+        return f"{stat} · [pull request]({task.pull_request_url})"
+    if task.branch and task.head_commit and task.session.github_repository_id:
+        return f"{stat} · branch `{task.branch}`"
+    return f"{stat} · [diff]({task_url(task)})"

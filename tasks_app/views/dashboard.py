@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -24,6 +25,8 @@ from tasks_app.services.errors import ServiceError
 from tasks_app.services.tasks import task_cancel, task_create, task_retry
 
 TASKS_PER_PAGE = 25
+DIFF_SHOWN_LINES = 5000
+DIFF_OPEN_LINES = 400
 SESSIONS_PER_PAGE = 20
 BAD_REQUEST = 400
 
@@ -69,19 +72,46 @@ def task_new(request: HttpRequest) -> HttpResponse:
         except ServiceError as error:
             form.add_error(None, error.message)
             status = _status_of(error)
+        except ValidationError as error:
+            for field, problems in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, problems)
         else:
             return redirect("task-detail", task_id=task.pk)
     return render(request, "tasks_app/task_new.html", {"form": form}, status=status)
 
 
+def diff_lines(text: str) -> list[tuple[str, str]]:
+    """(css class, line) of a unified diff, at most DIFF_SHOWN_LINES of them."""
+    shown = []
+    for line in text.splitlines()[:DIFF_SHOWN_LINES]:
+        if line.startswith(("+++", "---", "diff ", "index ")):
+            kind = "d-file"
+        elif line.startswith("@@"):
+            kind = "d-hunk"
+        elif line.startswith("+"):
+            kind = "d-add"
+        elif line.startswith("-"):
+            kind = "d-del"
+        else:
+            kind = ""
+        shown.append((kind, line))
+    return shown
+
+
 def _render_task(
     request: HttpRequest, task: Task, follow_up: FollowUpForm, status: int = 200
 ) -> HttpResponse:
+    diff = selectors.task_diff(task=task) if task.files_changed else None
+    lines = diff_lines(diff.text) if diff else []
     context: dict[str, Any] = {
         "task": task,
         "follow_up": follow_up,
         "retryable": task.status in TaskStatus.retryable(),
         "duration_s": None if task.duration_ms is None else task.duration_ms / 1000,
+        "diff_lines": lines,
+        "diff_cut": diff is not None and (diff.truncated or len(lines) == DIFF_SHOWN_LINES),
+        # Small diffs open; big ones wait for a click.
+        "diff_open": len(lines) <= DIFF_OPEN_LINES,
     }
     return render(request, "tasks_app/task_detail.html", context, status=status)
 

@@ -13,6 +13,7 @@
   const cancelForm = page.querySelector('[data-testid="cancel-form"]');
   const retryForm = page.querySelector('[data-testid="retry-form"]');
   const attempts = page.querySelector('[data-testid="task-attempts"]');
+  const changes = page.querySelector('[data-testid="changes-panel"]');
   const result = {
     status: page.querySelector('[data-testid="result-status"]'),
     cost: page.querySelector('[data-testid="result-cost"]'),
@@ -272,6 +273,53 @@
       result.text.textContent = task.result_text;
       result.text.hidden = false;
     }
+    if (task.files_changed && changes.hidden) showChanges(task);
+  }
+
+  /* ---- the changes panel, filled live when the task's work is committed ---- */
+
+  const DIFF_OPEN_LINES = 400;
+
+  function diffClass(line) {
+    if (/^(\+\+\+|---|diff |index )/.test(line)) return "d-file";
+    if (line.startsWith("@@")) return "d-hunk";
+    if (line.startsWith("+")) return "d-add";
+    if (line.startsWith("-")) return "d-del";
+    return "";
+  }
+
+  function showChanges(task) {
+    const one = (name) => changes.querySelector('[data-testid="' + name + '"]');
+    const stat = one("changes-stat");
+    stat.textContent = task.files_changed + " file" + (task.files_changed === 1 ? "" : "s") + " changed ";
+    stat.append(node("span", "d-add", "+" + (task.insertions || 0)), " ", node("span", "d-del", "−" + (task.deletions || 0)));
+    const branch = one("changes-branch");
+    branch.replaceChildren("· branch ", node("code", "", task.branch || ""));
+    branch.hidden = !task.branch;
+    const pull = one("changes-pull-request");
+    if (task.pull_request_url) pull.href = task.pull_request_url;
+    pull.hidden = !task.pull_request_url;
+    const note = one("changes-note");
+    note.textContent = task.workspace_note || "";
+    note.hidden = !task.workspace_note;
+    const files = one("changed-files");
+    files.replaceChildren(...(task.changed_files || []).map(function (file) {
+      const item = node("li");
+      item.append(node("code", "", file.path), " ");
+      if (file.insertions === null) item.append(node("span", "meta", "binary"));
+      else item.append(node("span", "d-add", "+" + file.insertions), " ", node("span", "d-del", "−" + file.deletions));
+      return item;
+    }));
+    changes.hidden = false;
+    fetch("/api/tasks/" + page.dataset.taskId + "/diff/", { credentials: "same-origin" })
+      .then((response) => (response.ok ? response.text() : ""))
+      .then(function (text) {
+        const lines = text.split("\n");
+        if (lines[lines.length - 1] === "") lines.pop();
+        const pre = one("diff-text");
+        pre.replaceChildren(...lines.map((line) => node("span", diffClass(line), line + "\n")));
+        one("diff").open = lines.length <= DIFF_OPEN_LINES;
+      });
   }
 
   const stateLabels = {
