@@ -47,6 +47,13 @@ def refresh(git: Git, mirror: Path, url: str, auth: GitAuth | None, refs: dict[s
     git("fetch", "-q", "--no-tags", "--no-write-fetch-head", url, *specs, cwd=mirror, auth=auth)
 
 
+def refs(git: Git, mirror: Path) -> dict[str, str]:
+    """Every ref of the mirror → its sha. (A workspace borrowing the mirror's objects
+    needs only these: it never fetches from the mirror.)"""
+    out = git("for-each-ref", "--format=%(refname) %(objectname)", cwd=mirror)
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
 def remote_branch(
     git: Git, mirror: Path, url: str, auth: GitAuth | None, branch: str
 ) -> str | None:

@@ -126,9 +126,9 @@ def _repository_checkout(session: AgentSession, workspace: Path) -> Checkout:
                 {f"refs/heads/{fork.head_ref}": f"refs/forks/{fork.number}"},
             )
     wgit = workspace_git([workspace], [mirror])
+    # The mirror's objects are the workspace's too (alternates): no fetch, just the sha.
     ws.ensure_repository(wgit, workspace, objects=mirror / "objects")
-    start_ref, start = _start_of(mirror, session, fork)
-    ws.fetch(wgit, workspace, str(mirror), {start_ref: "refs/remotes/origin/start"})
+    start = _start_of(mirror, session, fork)
     ws.reset_to(wgit, workspace, session.branch, start)
     ws.set_origin(wgit, workspace, info.clone_url)
     return Checkout(workspace, session.branch, start, repository.full_name, info.clone_url, mirror)
@@ -145,7 +145,7 @@ def _start_of(mirror: Path, session: AgentSession, fork: PullRequest | None) -> 
     )
     for ref in candidates:
         if ref in refs:
-            return ref, refs[ref]
+            return refs[ref]
     repo = session.github_repository.full_name if session.github_repository else "?"
     raise WorkspaceError(
         f"The base branch {session.base_branch} does not exist in {repo}.", transient=False
@@ -153,8 +153,7 @@ def _start_of(mirror: Path, session: AgentSession, fork: PullRequest | None) -> 
 
 
 def _mirror_refs(mirror: Path) -> dict[str, str]:
-    out = host_git()("for-each-ref", "--format=%(refname) %(objectname)", cwd=mirror)
-    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    return mirrors.refs(host_git(), mirror)
 
 
 def _scratch_checkout(session: AgentSession, workspace: Path) -> Checkout:

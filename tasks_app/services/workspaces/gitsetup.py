@@ -82,7 +82,10 @@ def one_line(text: str, limit: int) -> str:
 
 
 def commit_message(task: Task, summary: str) -> str:
-    """Subject from the prompt, body from the agent's own summary."""
-    subject = one_line(task.prompt, SUBJECT_CHARS) or f"Agentsite task {task.pk}"
-    body = summary.strip()[:BODY_CHARS]
-    return f"{subject}\n\n{body}\n" if body else f"{subject}\n"
+    """The agent's own summary (its first line the subject), else the prompt's first line;
+    the prompt follows for the record."""
+    subject = one_line(summary, SUBJECT_CHARS) or one_line(task.prompt, SUBJECT_CHARS)
+    rest = summary.strip().split("\n", 1)[1].strip() if "\n" in summary.strip() else ""
+    asked = task.prompt.strip()[:BODY_CHARS]
+    body = "\n\n".join(part for part in (rest[:BODY_CHARS], f"Asked:\n{asked}") if part)
+    return f"{subject or f'Agentsite task {task.pk}'}\n\n{body}\n"

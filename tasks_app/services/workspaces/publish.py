@@ -207,21 +207,11 @@ def _after_rejection(
     mirror, url = checkout.mirror, checkout.clone_url
     assert mirror is not None and url is not None  # noqa: S101
     auth = auth_for(url)
+    branch_ref = f"refs/heads/{session.branch}"
     with mirrors.locked(mirror):
-        mirrors.refresh(
-            host_git(),
-            mirror,
-            url,
-            auth,
-            {f"refs/heads/{session.branch}": f"refs/heads/{session.branch}"},
-        )
-    ws.fetch(
-        wgit,
-        checkout.workspace,
-        str(mirror),
-        {f"refs/heads/{session.branch}": "refs/remotes/origin/theirs"},
-    )
-    if ws.rebase_onto(wgit, checkout.workspace, "refs/remotes/origin/theirs", author()):
+        mirrors.refresh(host_git(), mirror, url, auth, {branch_ref: branch_ref})
+        theirs = mirrors.refs(host_git(), mirror)[branch_ref]
+    if ws.rebase_onto(wgit, checkout.workspace, theirs, author()):
         sha = _export(task, wgit, checkout, checkout.branch, since=checkout.start)
         _push_with_retries(mirror, url, auth, sha, session.branch)
         return sha, session.branch, "Someone pushed to the branch meanwhile: rebased on it."
