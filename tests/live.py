@@ -143,11 +143,16 @@ def start_process(
 
 
 def stop_process(live: LiveProcess, sig: int = signal.SIGTERM, grace_s: float = 15.0) -> int:
-    """Signal the process group, wait, then SIGKILL the group; always reaps."""
+    """Signal the process, wait, then SIGKILL its whole group; always reaps.
+
+    The signal goes to the process alone, as honcho, systemd or docker deliver it: a
+    Celery worker's pool processes must hear of a shutdown from their main process, or
+    they die mid-job and the main process reports them killed.
+    """
     process = live.process
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
+            os.kill(process.pid, sig)
         try:
             process.wait(grace_s)
         except subprocess.TimeoutExpired:

@@ -181,6 +181,7 @@ def run_scenario(scratch: Path) -> Observed:
         FakeAnthropic() as fake_model,
         FakeGitHub(token=values["GITHUB_TOKEN"], bot_login=BOT) as fake_github,
     ):
+        fake_github.create_repository(REPO)
         fake_github.set_permission(REPO, "alice", "write")
         fake_model.script(MARKER, Text(f"the key is {values['ANTHROPIC_API_KEY']}"))
         env = engine_env(

@@ -17,6 +17,7 @@ TOKEN = "ghp_e2e_token_abcdef123456"
 @pytest.fixture
 def fake_github():
     with FakeGitHub(token=TOKEN, bot_login="agentsite-bot[bot]") as fake:
+        fake.create_repository(REPO)
         fake.set_permission(REPO, "alice", "write")
         yield fake
 
