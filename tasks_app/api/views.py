@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpResponse, QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -160,7 +159,7 @@ class TaskEventsApi(APIView):
         )
 
 
-DIFF_TRUNCATED = "\n# agentsite: the diff was cut at {limit} bytes (AGENT_DIFF_MAX_BYTES)\n"
+DIFF_TRUNCATED = "\n# agentsite: the diff is cut here (over AGENT_DIFF_MAX_BYTES)\n"
 
 
 class TaskDiffApi(APIView):
@@ -179,7 +178,7 @@ class TaskDiffApi(APIView):
         diff = selectors.task_diff(task=_own_task(request, task_id))
         text = diff.text if diff else ""
         if diff is not None and diff.truncated:
-            text += DIFF_TRUNCATED.format(limit=settings.AGENT_DIFF_MAX_BYTES)
+            text += DIFF_TRUNCATED
         return HttpResponse(text, content_type="text/x-diff; charset=utf-8")
 
 

@@ -50,6 +50,8 @@ def commit_message(fake_github: FakeGitHub, full_name: str, ref: str) -> str:
 
 
 def git_in(path: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=False)
+    """git run by the test (root) in a repository the sandbox's user owns."""
+    argv = ["git", "-c", "safe.directory=*", *args]
+    done = subprocess.run(argv, cwd=path, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
