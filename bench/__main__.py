@@ -38,6 +38,7 @@ BENCHMARKS = (
     "memory",
     "runner",
     "sandbox",
+    "workspaces",
 )
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 BENCH_USER = "bench"

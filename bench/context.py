@@ -37,6 +37,8 @@ class Sizes:
     rss_checkpoints: tuple[int, int] = (100, 1000)
     gateway_streams: int = 3
     gateway_deltas: int = 100
+    workspace_files: int = 20_000
+    workspace_commits: int = 300
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -58,6 +60,8 @@ class Sizes:
             rss_checkpoints=(20, 200),
             gateway_streams=1,
             gateway_deltas=60,
+            workspace_files=5_000,
+            workspace_commits=50,
         )
 
 

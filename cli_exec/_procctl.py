@@ -44,12 +44,6 @@ def _child_setup(parent_pid: int, extra_setup: Callable[[], None] | None) -> Cal
     return setup
 
 
-def arm_parent_death_signal() -> None:
-    """In a child before exec: SIGKILL it when its parent (thread) dies."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
 def spawn_group(
     argv: Sequence[str],
     cwd: Path,

@@ -58,22 +58,27 @@ class Author:
         return f"{self.name} <{self.email}>"
 
 
+# One step, so that a confined runner starts once: whatever stands in the workspace
+# without a repository of its own at the top is cleared and a repository made, and the
+# repository borrows `objects` (a mirror's, shared, not copied) when given.
+_ENSURE_REPOSITORY = """
+set -e
+top=$(git rev-parse --show-toplevel 2>/dev/null || true)
+if [ "$top" != "$(pwd -P)" ]; then
+    find . -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+    git init -q .
+fi
+if [ -n "$1" ]; then
+    mkdir -p .git/objects/info
+    printf '%s\\n' "$1" > .git/objects/info/alternates
+fi
+"""
+
+
 def ensure_repository(git: Git, workspace: Path, *, objects: Path | None) -> None:
-    """A repository at the top of `workspace` whose objects come from `objects` (a
-    mirror's, shared, not copied). Whatever stands there without one is cleared."""
-    try:
-        top = git("rev-parse", "--show-toplevel", cwd=workspace).strip()
-    except GitError:
-        top = ""
-    if Path(top) != Path(workspace).resolve():
-        git.run(
-            ["find", ".", "-mindepth", "1", "-maxdepth", "1", "-exec", "rm", "-rf", "{}", "+"],
-            cwd=workspace,
-        )
-        git("init", "-q", ".", cwd=workspace)
-    if objects is not None:
-        script = 'mkdir -p .git/objects/info && printf "%s\\n" "$1" > .git/objects/info/alternates'
-        git.run(["sh", "-c", script, "sh", str(objects)], cwd=workspace)
+    """A repository at the top of `workspace`, borrowing `objects` when given."""
+    argv = ["sh", "-c", _ENSURE_REPOSITORY, "sh", str(objects) if objects else ""]
+    git.run(argv, cwd=workspace)
 
 
 def fetch(git: Git, workspace: Path, source: str, refs: dict[str, str]) -> None:
@@ -94,10 +99,10 @@ def heads(git: Git, workspace: Path, source: str) -> dict[str, str]:
 
 
 def reset_to(git: Git, workspace: Path, branch: str, start: str) -> None:
-    """Check out `branch` at `start`, dropping whatever a killed attempt left behind."""
-    git("checkout", "-q", "--force", "-B", branch, start, cwd=workspace)
-    git("reset", "-q", "--hard", start, cwd=workspace)
-    git("clean", "-q", "-ffdx", cwd=workspace)
+    """Check out `branch` at `start`, dropping whatever a killed attempt left behind
+    (a forced checkout resets the index and the tracked files; clean the rest)."""
+    script = 'set -e; git checkout -q --force -B "$1" "$2"; git clean -q -ffdx'
+    git.run(["sh", "-c", script, "sh", branch, start], cwd=workspace)
 
 
 def set_origin(git: Git, workspace: Path, url: str) -> None:

@@ -64,6 +64,7 @@ class TaskAdmin(ReadOnlyAdmin):
         "attempts",
         "created",
         "cost_usd",
+        "files_changed",
     ]
     list_filter = ["status", "source", "owner", ("created", admin.DateFieldListFilter)]
     search_fields = ["=id", "prompt"]
@@ -112,11 +113,11 @@ class TaskEventAdmin(ReadOnlyAdmin):
 
 @admin.register(AgentSession)
 class AgentSessionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "title", "owner", "source", "created", "cli_session_id"]
+    list_display = ["id", "title", "owner", "source", "github_repository", "branch", "created"]
     list_filter = ["source"]
-    search_fields = ["=id", "title"]
-    list_select_related = ["owner"]
-    exclude = ["transcript"]
+    search_fields = ["=id", "title", "branch"]
+    list_select_related = ["owner", "github_repository"]
+    exclude = ["transcript", "workspace_bundle"]
 
 
 @admin.register(WebhookDelivery)

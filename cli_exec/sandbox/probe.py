@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cli_exec.sandbox import layout
-from cli_exec.sandbox.run import SandboxConfig, become
+from cli_exec.sandbox.run import SandboxConfig
 
 PROBE_TIMEOUT_S = 10.0
 
@@ -32,19 +32,16 @@ def probe(config: SandboxConfig, must_reach: Sequence[Path] = ()) -> str:
         config.python, "-I", "-S", "-c", "import socket; socket.socket().close()",
     ]  # fmt: skip
     host_user = config.host_user
-
-    def drop_user() -> None:
-        if host_user is not None:
-            become(host_user)
-
     try:
         done = subprocess.run(  # noqa: S603 - our own argv
             argv,
             capture_output=True,
             timeout=PROBE_TIMEOUT_S,
             env={"PATH": "/usr/bin:/bin"},
-            preexec_fn=drop_user,  # noqa: PLW1509 - system calls only
             check=False,
+            user=host_user[0] if host_user else None,
+            group=host_user[1] if host_user else None,
+            extra_groups=[] if host_user else None,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxUnavailable(f"bubblewrap ({config.bwrap}) did not start: {exc}") from exc

