@@ -146,21 +146,43 @@ def has_commit(git: Git, workspace: Path, sha: str) -> bool:
     return True
 
 
+# One confined start for the whole commit: stage everything, commit when anything is
+# staged ("$@" is the commit command), print HEAD.
+_COMMIT_ALL = """
+set -e
+git add -A
+if ! git diff --cached --quiet; then "$@"; fi
+git rev-parse --verify -q 'HEAD^{commit}' || true
+"""
+
+
 def commit_all(
     git: Git, workspace: Path, *, message: str, author: Author, trailers: Sequence[str] = ()
 ) -> str | None:
     """Commit whatever the agent left uncommitted (its own commits stay as they are);
     returns HEAD afterwards, None in a repository without any commit."""
-    git("add", "-A", cwd=workspace)
-    staged = git("diff", "--cached", "--name-only", "-z", cwd=workspace)
-    if staged:
-        # The -c identity is both author and committer.
-        args = ["-c", f"user.name={author.name}", "-c", f"user.email={author.email}", "commit"]
-        args += ["-q", "--no-verify", "--no-gpg-sign", "-F", "-"]
-        for trailer in trailers:
-            args += ["--trailer", trailer]
-        git(*args, cwd=workspace, input_bytes=message.encode())
-    return head(git, workspace)
+    # The -c identity is both author and committer.
+    commit = ["git", "-c", f"user.name={author.name}", "-c", f"user.email={author.email}"]
+    commit += ["commit", "-q", "--no-verify", "--no-gpg-sign", "-F", "-"]
+    for trailer in trailers:
+        commit += ["--trailer", trailer]
+    out = git.run(["sh", "-c", _COMMIT_ALL, "sh", *commit], cwd=workspace,
+                  input_bytes=message.encode())  # fmt: skip
+    return out.strip() or None
+
+
+_SEPARATOR = "\0\0--agentsite--\0\0"
+# Numstat, commits and the diff (one byte over the cap, to tell a cut) in one start;
+# printf writes the separator ("$5") with its NULs.
+_CHANGES = r"""
+set -e
+git diff --no-ext-diff --no-textconv --numstat -z -M "$1" "$2"
+printf "$5"
+git log --reverse --format=%H%x00%s "$3"
+printf "$5"
+git diff --no-ext-diff --no-textconv --no-color -M "$1" "$2" | head -c "$4"
+"""
+_SEPARATOR_PRINTF = r"\0\0--agentsite--\0\0"
 
 
 def changes(
@@ -168,10 +190,11 @@ def changes(
 ) -> Changes:
     """What `start..end` changed: files with +/−, the unified diff (capped), commits."""
     base = start or EMPTY_TREE
+    log_range = f"{start}..{end}" if start else end
+    cap = str(max_diff_bytes + 1)
+    argv = ["sh", "-c", _CHANGES, "sh", base, end, log_range, cap, _SEPARATOR_PRINTF]
+    numstat, log, diff = git.run(argv, cwd=workspace).split(_SEPARATOR)
     files = []
-    numstat = git(
-        "diff", "--no-ext-diff", "--no-textconv", "--numstat", "-z", "-M", base, end, cwd=workspace
-    )
     fields = numstat.split("\0")
     index = 0
     while index < len(fields) and fields[index]:
@@ -181,15 +204,10 @@ def changes(
             index += 2
         files.append(FileChange(path, _count(added), _count(deleted)))
         index += 1
-    diff = git(
-        "diff", "--no-ext-diff", "--no-textconv", "--no-color", "-M", base, end, cwd=workspace
-    )
     encoded = diff.encode()
     truncated = len(encoded) > max_diff_bytes
     if truncated:
         diff = encoded[:max_diff_bytes].decode("utf-8", "ignore")
-    log_range = f"{start}..{end}" if start else end
-    log = git("log", "--reverse", "--format=%H%x00%s", log_range, cwd=workspace)
     commits = [tuple(line.split("\0", 1)) for line in log.splitlines() if "\0" in line]
     return Changes(end, files, diff, truncated, commits)  # type: ignore[arg-type]
 
