@@ -30,6 +30,7 @@ class GitErrorKind(StrEnum):
     REJECTED = "rejected"  # push refused: the remote moved on
     CONFLICT = "conflict"  # a rebase could not apply
     DISK_FULL = "disk_full"
+    UNSTARTED = "unstarted"  # git, or the sandbox around it, could not be started
     OTHER = "other"
 
 
@@ -40,7 +41,7 @@ class GitError(RuntimeError):
 
     @property
     def transient(self) -> bool:
-        return self.kind is GitErrorKind.NETWORK
+        return self.kind in (GitErrorKind.NETWORK, GitErrorKind.UNSTARTED)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class Git:
                 GitErrorKind.NETWORK, f"git {what} timed out after {timeout_s:g} s"
             ) from exc
         except OSError as exc:
-            kind = GitErrorKind.DISK_FULL if exc.errno == errno.ENOSPC else GitErrorKind.OTHER
+            kind = GitErrorKind.DISK_FULL if exc.errno == errno.ENOSPC else GitErrorKind.UNSTARTED
             raise GitError(kind, f"git {what} could not run: {exc}") from exc
         if done.returncode != 0:
             stderr = done.stderr.decode("utf-8", "replace").strip()
@@ -204,6 +205,8 @@ def classify(stderr: str) -> GitErrorKind:
     text = stderr.lower()
     if "no space left on device" in text or "disk quota exceeded" in text:
         return GitErrorKind.DISK_FULL
+    if "failed to execute" in text or text.startswith("bwrap: "):
+        return GitErrorKind.UNSTARTED  # the sandbox around git (setpriv, bwrap) did not start
     if "[rejected]" in text or "non-fast-forward" in text or "fetch first" in text:
         return GitErrorKind.REJECTED
     if "conflict" in text and ("rebase" in text or "merge" in text or "could not apply" in text):

@@ -82,9 +82,15 @@ def main(argv: list[str]) -> int:
     for port, path in forwards:
         listener = listen(port)
         threading.Thread(target=_accept_forever, args=(listener, path), daemon=True).start()
-    child = subprocess.Popen(command, start_new_session=True)  # noqa: S603
+    # Handlers before the command exists: bubblewrap left these signals ignored, and a
+    # stop that arrives while the command starts must still reach it.
+    pending: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
 
     def pass_on(signum: int, _frame: object) -> None:
+        if child is None:
+            pending.append(signum)
+            return
         try:
             os.killpg(child.pid, signum)
         except ProcessLookupError:
@@ -92,6 +98,9 @@ def main(argv: list[str]) -> int:
 
     for signum in _FORWARDED_SIGNALS:
         signal.signal(signum, pass_on)
+    child = subprocess.Popen(command, start_new_session=True)  # noqa: S603
+    for signum in pending:
+        pass_on(signum, None)
     code = child.wait()
     if code < 0:
         # Die the way the command died, so the supervisor sees the same signal.

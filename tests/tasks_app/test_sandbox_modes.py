@@ -146,8 +146,8 @@ def test_an_attempt_with_bubblewrap_missing_is_transient_naming_it(fake_model, s
         task, fake_model, scripts_dir, AGENT_SANDBOX_BWRAP=str(scripts_dir / "gone")
     )
     task.refresh_from_db()
-    assert status == TaskStatus.QUEUED
-    assert task.error.startswith("The sandbox could not be started: could not start ")
+    assert status == TaskStatus.QUEUED  # transient: retried, never run without one
+    assert task.error.startswith("The sandbox for git could not be started: ")
     assert "gone" in task.error
     assert fake_model.requests() == []
 

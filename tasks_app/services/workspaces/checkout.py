@@ -73,7 +73,7 @@ def prepare_checkout(task: Task) -> Checkout:
 
 def _explained(exc: GitError, session: AgentSession) -> WorkspaceError:
     repo = session.github_repository.full_name if session.github_repository else None
-    if "bwrap: " in str(exc):
+    if exc.kind is GitErrorKind.UNSTARTED or "bwrap: " in str(exc):
         return WorkspaceError(f"The sandbox for git could not be started: {exc}", transient=True)
     if exc.kind is GitErrorKind.DISK_FULL:
         return WorkspaceError(f"The workspace root is full: {exc}", transient=False)
