@@ -29,6 +29,9 @@ def git_env(
         GITHUB_API_URL=fake_github.base_url,
         AGENT_GITHUB_BOT_LOGIN=BOT,
         AGENTSITE_PUBLIC_URL=PUBLIC_URL,
+        # The whole session's deliveries share one repository and sender in Redis.
+        AGENT_GITHUB_RATE_PER_REPO="100000/hour",
+        AGENT_GITHUB_RATE_PER_SENDER="100000/hour",
         **extra,
     )
 

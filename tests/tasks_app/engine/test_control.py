@@ -112,7 +112,9 @@ def test_worker_takes_no_jobs_while_the_cli_does_not_run(
     fake_model, owner, tmp_path, workspace_root
 ):
     cli = tmp_path / "bin" / "claude"
-    env = engine_env(fake_model.base_url, workspace_root, AGENT_CLI=str(cli))
+    env = engine_env(
+        fake_model.base_url, workspace_root, AGENT_CLI=str(cli), AGENT_CLI_CHECK_INTERVAL_S="0.5"
+    )
     fake_model.script("[gate]", Text("ran"))
 
     def agent_queue_consumed(name: str) -> bool:

@@ -55,19 +55,19 @@ def test_kill_9_of_a_worker_mid_task_ends_the_task_exactly_once(
     assert cli_groups_in(workspace_root) == {}
 
 
-def test_flushall_of_redis_with_20_queued_tasks_loses_none(
+def test_flushall_of_redis_with_8_queued_tasks_loses_none(
     fake_model, owner, workspace_root, tmp_path
 ):
     env = engine_env(fake_model.base_url, workspace_root)
     tasks = [
         task_create(owner=owner, prompt=f"queued {i}", source=Source.API, session=None)
-        for i in range(20)
+        for i in range(8)
     ]
     # Every wake-up, flag and result the broker held is gone.
     redis.Redis.from_url(settings.REDIS_URL).flushall()
     with celery_beat(env, tmp_path), celery_worker(env, concurrency=4):
         finished = wait_until_finished([t.pk for t in tasks], timeout_s=120)
-    assert [t.status for t in finished] == [S.SUCCEEDED] * 20
+    assert [t.status for t in finished] == [S.SUCCEEDED] * 8
     assert all(t.attempts == 1 for t in finished)
 
 
@@ -90,31 +90,34 @@ class CliSampler(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        while not self.done.wait(0.02):
+        while not self.done.wait(0.05):
             self.samples.append([cwd.name for cwd in cli_groups_in(self.root).values()])
 
 
-def test_30_tasks_of_3_users_respect_concurrency_4_and_2_per_user(
+def test_12_tasks_of_3_users_respect_concurrency_4_and_2_per_user(
     fake_model, workspace_root, tmp_path
 ):
     env = engine_env(fake_model.base_url, workspace_root, AGENT_MAX_RUNNING_PER_USER="2")
     users = [make_user(f"load{i}") for i in range(3)]
     for i in range(3):
-        # Replies long against the CLI's start-up (a sandbox's included), so that running
-        # CLIs overlap in requests.
-        reply = Text("working " * 20, chunk_chars=8, delay_s=0.15)
-        fake_model.script(f"[user{i}]", *[reply] * 10)
+        # Every reply is held until the test releases them: the worker's four slots fill
+        # up, whatever the CLI's start-up costs, and stay full while the test looks.
+        fake_model.script(f"[user{i}]", *[Hang()] * 4)
     sampler = CliSampler(workspace_root)
     with celery_worker(env, concurrency=4):
         sampler.start()
         tasks = [
             task_create(owner=users[i % 3], prompt=f"[user{i % 3}] job {i}", source=Source.API)
-            for i in range(30)
+            for i in range(12)
         ]
+        wait_until(lambda: fake_model.in_flight == 4, 60, "four held model requests")
+        held = len(cli_groups_in(workspace_root))
+        fake_model.release()
         finished = wait_until_finished([t.pk for t in tasks], timeout_s=180)
         sampler.done.set()
         sampler.join()
-    assert [t.status for t in finished] == [S.SUCCEEDED] * 30
+    assert held == 4
+    assert [t.status for t in finished] == [S.SUCCEEDED] * 12
     requests = fake_model.requests()
     intervals = [(r.started_at, r.ended_at) for r in requests]
     per_user = defaultdict(list)
@@ -130,7 +133,7 @@ def test_30_tasks_of_3_users_respect_concurrency_4_and_2_per_user(
         for sample in sampler.samples
     )
     print(
-        f"\n30 tasks, concurrency 4, 2/user: peak model requests {peak_requests}, per user "
+        f"\n12 tasks, concurrency 4, 2/user: peak model requests {peak_requests}, per user "
         f"{peak_per_user}; peak CLI processes {peak_processes} ({peak_processes_per_user} "
         f"per user) over {len(sampler.samples)} samples"
     )
