@@ -52,7 +52,9 @@ class StackConfig:
 
     @property
     def fake_cli(self) -> Path:
-        return self.run_dir / "bin" / "fake-claude"
+        # An install of its own: the sandbox shows a CLI's whole install (`bin/`'s parent),
+        # which must not hold the workspaces.
+        return self.run_dir / "fake-cli" / "bin" / "fake-claude"
 
     @property
     def logs(self) -> Path:

@@ -93,8 +93,9 @@ def prepare(git: Git, host: Git, mirror: Path, url: str, auth: GitAuth, workspac
         mirrors.ensure(host, mirror)
         mirrors.refresh(host, mirror, url, auth, {"refs/heads/*": "refs/heads/*"})
     start = mirrors.refs(host, mirror)["refs/heads/main"]
-    ws.ensure_repository(git, workspace, objects=mirror / "objects")
-    ws.reset_to(git, workspace, "agentsite/1-bench", start)
+    ws.check_out(
+        git, workspace, objects=mirror / "objects", branch="agentsite/1-bench", start=start
+    )
 
 
 def disk_bytes(path: Path) -> int:

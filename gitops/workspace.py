@@ -81,6 +81,26 @@ def ensure_repository(git: Git, workspace: Path, *, objects: Path | None) -> Non
     git.run(argv, cwd=workspace)
 
 
+_CHECK_OUT = (
+    _ENSURE_REPOSITORY
+    + """
+git checkout -q --force -B "$2" "$3"
+git clean -q -ffdx
+if [ -n "$4" ]; then git remote set-url origin "$4" 2>/dev/null || git remote add origin "$4"; fi
+"""
+)
+
+
+def check_out(
+    git: Git, workspace: Path, *, objects: Path, branch: str, start: str, origin: str = ""
+) -> None:
+    """ensure_repository and reset_to in one confined start, and the remote: the workspace on
+    `branch` at `start` (in the mirror `objects` borrows from), nothing a killed attempt
+    left, and `origin` the remote the agent sees (without credentials)."""
+    argv = ["sh", "-c", _CHECK_OUT, "sh", str(objects), branch, start, origin]
+    git.run(argv, cwd=workspace)
+
+
 def fetch(git: Git, workspace: Path, source: str, refs: dict[str, str]) -> None:
     """Fetch `{source ref: local ref}` from a local repository or bundle; no tags."""
     if refs:
@@ -103,13 +123,6 @@ def reset_to(git: Git, workspace: Path, branch: str, start: str) -> None:
     (a forced checkout resets the index and the tracked files; clean the rest)."""
     script = 'set -e; git checkout -q --force -B "$1" "$2"; git clean -q -ffdx'
     git.run(["sh", "-c", script, "sh", branch, start], cwd=workspace)
-
-
-def set_origin(git: Git, workspace: Path, url: str) -> None:
-    """The remote the agent sees (no credentials: it cannot push, the worker does)."""
-    remotes = git("remote", cwd=workspace).split()
-    verb = "set-url" if "origin" in remotes else "add"
-    git("remote", verb, "origin", url, cwd=workspace)
 
 
 def head(git: Git, workspace: Path) -> str | None:

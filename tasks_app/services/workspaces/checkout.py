@@ -127,10 +127,9 @@ def _repository_checkout(session: AgentSession, workspace: Path) -> Checkout:
             )
     wgit = workspace_git([workspace], [mirror])
     # The mirror's objects are the workspace's too (alternates): no fetch, just the sha.
-    ws.ensure_repository(wgit, workspace, objects=mirror / "objects")
     start = _start_of(mirror, session, fork)
-    ws.reset_to(wgit, workspace, session.branch, start)
-    ws.set_origin(wgit, workspace, info.clone_url)
+    ws.check_out(wgit, workspace, objects=mirror / "objects", branch=session.branch,
+                 start=start, origin=info.clone_url)  # fmt: skip
     return Checkout(workspace, session.branch, start, repository.full_name, info.clone_url, mirror)
 
 
