@@ -18,6 +18,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench import db, fake_cli, procstat
@@ -76,9 +77,20 @@ async def follow_texts(web_url: str, token: str, task_id: int, watch: TextWatch)
                     watch.received.setdefault(text, time.time())
 
 
-def stream_once(ctx: Context, services: Services, fake: FakeAnthropic, deltas: int) -> list[float]:
+def stored_at(task_id: int) -> dict[str, float]:
+    """Text delta → when the worker stored it (TaskEvent.created)."""
+    from tasks_app.models import TaskEvent
+
+    rows = TaskEvent.objects.filter(task_id=task_id, kind="text").values_list("payload", "created")
+    return {str(payload.get("text")): created.timestamp() for payload, created in rows}
+
+
+def stream_once(
+    ctx: Context, services: Services, fake: FakeAnthropic, deltas: int, stored: list[float]
+) -> list[float]:
     """One task whose model reply is `deltas` unique chunks, paced; latencies in seconds
-    of the deltas sent after the client was following."""
+    of the deltas sent after the client was following (and, into `stored`, from sent to
+    stored by the worker: the part the gateway can add to)."""
     marker = f"[gw-{uuid.uuid4().hex[:8]}]"
     chunks = "".join(f"<{i:05d}>" for i in range(deltas))
     fake.script(marker, Text(chunks, chunk_chars=7, delay_s=DELTA_INTERVAL_S))
@@ -88,6 +100,8 @@ def stream_once(ctx: Context, services: Services, fake: FakeAnthropic, deltas: i
     if watch.ended != "succeeded":
         raise RuntimeError(f"gateway stream task {task_id} ended {watch.ended}")
     sent = fake.text_deltas(marker)
+    at = stored_at(task_id)
+    stored += [at[d.text] - d.sent_at for d in sent if d.sent_at > watch.ready_at and d.text in at]
     return [
         watch.received[d.text] - d.sent_at
         for d in sent
@@ -96,6 +110,20 @@ def stream_once(ctx: Context, services: Services, fake: FakeAnthropic, deltas: i
 
 
 # -- memory of a held run ----------------------------------------------------------------
+
+
+# Started as node_modules/.bin/claude (off) or by its real path (on).
+CLI_NAMES = frozenset({"claude", "claude.exe"})
+
+
+def commands(pids: list[int]) -> list[str]:
+    names = []
+    for pid in pids:
+        try:
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        except OSError:
+            continue
+    return names
 
 
 def descendants(pid: int) -> list[int]:
@@ -120,7 +148,10 @@ def held_run_memory(ctx: Context, services: Services, fake: FakeAnthropic) -> di
         busy = [pool for pool in pools if procstat.children(pool)]
         if len(busy) != 1:
             raise RuntimeError(f"expected one pool process running the CLI, found {busy}")
+        # The CLI itself must be among them (it is what asked the model).
+        wait_until(lambda: CLI_NAMES & set(commands(descendants(busy[0]))), 30, "the CLI process")
         run = procstat.memory(descendants(busy[0]))
+        run["commands"] = commands(descendants(busy[0]))
         pool = procstat.memory(busy)
     finally:
         fake.release()
@@ -136,18 +167,23 @@ def run(ctx: Context) -> BenchResult:
     prompt = fake_cli.prompt(lines=1)
     starts: dict[str, list[float]] = {}
     latencies: dict[str, list[float]] = {}
+    stored: dict[str, list[float]] = {"on": [], "off": []}
     memory: dict[str, dict[str, Any]] = {}
-    with FakeAnthropic() as fake:
-        for mode in ("off", "on"):
+    for mode in ("off", "on"):
+        # A fake per mode: releasing a held reply (the memory figure) also drops the pace
+        # of every later reply.
+        with FakeAnthropic() as fake:
             with ctx.services(f"bench-sandbox-{mode}", 4, {"AGENT_SANDBOX": mode}) as services:
                 starts[mode] = post_to_cli_start(ctx, services, prompt).total
             env = real_cli_env(fake.base_url, mode)
             with ctx.services(f"bench-gateway-{mode}", 1, env) as services:
-                stream_once(ctx, services, fake, 20)  # warm-up
+                stream_once(ctx, services, fake, 20, [])  # warm-up
                 latencies[mode] = [
                     latency
                     for _ in range(sizes.gateway_streams)
-                    for latency in stream_once(ctx, services, fake, sizes.gateway_deltas)
+                    for latency in stream_once(
+                        ctx, services, fake, sizes.gateway_deltas, stored[mode]
+                    )
                 ]
                 memory[mode] = held_run_memory(ctx, services, fake)
     start_on, start_off = summarize_ms(starts["on"]), summarize_ms(starts["off"])
@@ -181,6 +217,7 @@ def run(ctx: Context) -> BenchResult:
     raw = {
         "start_ms": {"on": start_on, "off": start_off, "overhead_p50_ms": overhead},
         "gateway_ms": {"on": gate_on, "off": gate_off, "p50_ratio": gate_on.p50 / gate_off.p50},
+        "model_to_stored_ms": {mode: summarize_ms(values) for mode, values in stored.items()},
         "memory": memory,
     }
     return BenchResult(NAME, figures, raw)

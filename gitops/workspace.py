@@ -144,11 +144,41 @@ _INITIAL_ENV = {
 }
 
 
+_INITIAL_COMMIT = (
+    " ".join(f"{k}='{v}'" for k, v in _INITIAL_ENV.items())
+    + f" git commit-tree {EMPTY_TREE} -m 'Start of the session'"
+)
+RESTORE = "restore"
+# A repository-less session's workspace in one confined start: the repository (made if
+# missing), its first commit, and the saved commit checked out when it is here; else
+# "restore" (this machine never had it: the caller restores the saved bundle).
+_CHECK_OUT_SAVED = (
+    _ENSURE_REPOSITORY
+    + f"""
+start="$2"
+if [ -z "$start" ] || ! git cat-file -e "$start^{{commit}}" 2>/dev/null; then
+    initial=$({_INITIAL_COMMIT})
+    if [ -n "$start" ] && [ "$start" != "$initial" ]; then echo {RESTORE}; exit 0; fi
+    start="$initial"
+fi
+git checkout -q --force -B "$3" "$start"
+git clean -q -ffdx
+echo "$start"
+"""
+)
+
+
 def initial_commit(git: Git, workspace: Path) -> str:
     """The empty root commit every repository-less session starts from."""
-    identity = " ".join(f"{k}='{v}'" for k, v in _INITIAL_ENV.items())
-    script = f"{identity} git commit-tree {EMPTY_TREE} -m 'Start of the session'"
-    return git.run(["sh", "-c", script], cwd=workspace).strip()
+    return git.run(["sh", "-c", _INITIAL_COMMIT], cwd=workspace).strip()
+
+
+def check_out_saved(git: Git, workspace: Path, *, saved: str, branch: str) -> str | None:
+    """The workspace on `branch` at the `saved` commit (the session's first commit when
+    nothing was saved yet); None when this machine lacks it."""
+    out = git.run(["sh", "-c", _CHECK_OUT_SAVED, "sh", "", saved, branch], cwd=workspace)
+    start = out.strip().splitlines()[-1] if out.strip() else ""
+    return None if start == RESTORE else start
 
 
 def has_commit(git: Git, workspace: Path, sha: str) -> bool:

@@ -2,25 +2,30 @@
 agent's command in a session of its own, passes stop signals on and exits with its status.
 
 It runs inside the sandbox under the system's python3, so it uses the standard library
-only and imports nothing of ours. Usage:
+only and imports nothing of ours. It starts with every run, so it imports only built-in
+modules (_socket, _thread, _signal): `subprocess`, `socket` and `signal` would cost
+more than the rest of its start-up together. Usage:
     python3 -I -S inner.py --forward PORT=SOCKET_PATH ... -- COMMAND ARGS...
 """
 
 from __future__ import annotations
 
+import _signal
+import _socket
+import _thread
 import os
-import signal
-import socket
-import subprocess
 import sys
-import threading
 
 _CHUNK = 65536
-_FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
+# What the command starts with: default dispositions (Python ignores SIGPIPE and SIGXFSZ,
+# and ignored signals survive exec).
+_DEFAULTED_SIGNALS = (*_FORWARDED_SIGNALS, _signal.SIGPIPE, _signal.SIGXFSZ)
+Socket = _socket.socket
 
 
 def parse(argv: list[str]) -> tuple[list[tuple[int, str]], list[str]]:
-    forwards: list[tuple[int, str]] = []
+    forwards = []
     index = 0
     while index < len(argv) and argv[index] == "--forward":
         port, _, path = argv[index + 1].partition("=")
@@ -31,46 +36,53 @@ def parse(argv: list[str]) -> tuple[list[tuple[int, str]], list[str]]:
     return forwards, argv[index + 1 :]
 
 
-def _copy(source: socket.socket, target: socket.socket) -> None:
+def _copy(source: Socket, target: Socket, done: _thread.LockType | None) -> None:
     try:
-        while data := source.recv(_CHUNK):
+        while True:
+            data = source.recv(_CHUNK)
+            if not data:
+                break
             target.sendall(data)
     except OSError:
         pass
     finally:
         # Half-close: the other direction may still be sending (a streamed reply).
         try:
-            target.shutdown(socket.SHUT_WR)
+            target.shutdown(_socket.SHUT_WR)
         except OSError:
             pass
+        if done is not None:
+            done.release()
 
 
-def _relay(client: socket.socket, path: str) -> None:
-    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _relay(client: Socket, path: str) -> None:
+    upstream = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         upstream.connect(path)
     except OSError:
         client.close()
         upstream.close()
         return
-    back = threading.Thread(target=_copy, args=(upstream, client), daemon=True)
-    back.start()
-    _copy(client, upstream)
-    back.join()
+    back_done = _thread.allocate_lock()
+    back_done.acquire()
+    _thread.start_new_thread(_copy, (upstream, client, back_done))
+    _copy(client, upstream, None)
+    back_done.acquire()
     client.close()
     upstream.close()
 
 
-def _accept_forever(listener: socket.socket, path: str) -> None:
+def _accept_forever(listener: Socket, path: str) -> None:
     while True:
-        client, _ = listener.accept()
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=_relay, args=(client, path), daemon=True).start()
+        fd, _ = listener._accept()
+        client = _socket.socket(fileno=fd)
+        client.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        _thread.start_new_thread(_relay, (client, path))
 
 
-def listen(port: int) -> socket.socket:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def listen(port: int) -> Socket:
+    listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
     listener.listen(128)
     return listener
@@ -80,31 +92,33 @@ def main(argv: list[str]) -> int:
     forwards, command = parse(argv)
     # Listening before the command starts: its first request can never find the port closed.
     for port, path in forwards:
-        listener = listen(port)
-        threading.Thread(target=_accept_forever, args=(listener, path), daemon=True).start()
+        _thread.start_new_thread(_accept_forever, (listen(port), path))
     # Handlers before the command exists: bubblewrap left these signals ignored, and a
     # stop that arrives while the command starts must still reach it.
     pending: list[int] = []
-    child: subprocess.Popen[bytes] | None = None
+    child: list[int] = []
 
     def pass_on(signum: int, _frame: object) -> None:
-        if child is None:
+        if not child:
             pending.append(signum)
             return
         try:
-            os.killpg(child.pid, signum)
+            os.killpg(child[0], signum)
         except ProcessLookupError:
             pass
 
     for signum in _FORWARDED_SIGNALS:
-        signal.signal(signum, pass_on)
-    child = subprocess.Popen(command, start_new_session=True)  # noqa: S603
+        _signal.signal(signum, pass_on)
+    child.append(
+        os.posix_spawnp(command[0], command, os.environ, setsid=True, setsigdef=_DEFAULTED_SIGNALS)
+    )
     for signum in pending:
         pass_on(signum, None)
-    code = child.wait()
+    _, status = os.waitpid(child[0], 0)
+    code = os.waitstatus_to_exitcode(status)
     if code < 0:
         # Die the way the command died, so the supervisor sees the same signal.
-        signal.signal(-code, signal.SIG_DFL)
+        _signal.signal(-code, _signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     return code
 

@@ -159,19 +159,13 @@ def _scratch_checkout(session: AgentSession, workspace: Path) -> Checkout:
     """A repository-less session: its history as last saved, restored from the bundle
     when this worker lacks it; the first attempt starts from an empty first commit."""
     wgit = workspace_git([workspace], [])
-    saved = session.head_commit
-    if saved and (workspace / ".git").is_dir() and ws.has_commit(wgit, workspace, saved):
-        ws.reset_to(wgit, workspace, SCRATCH_BRANCH, saved)
-        return Checkout(workspace, SCRATCH_BRANCH, saved)
-    ws.ensure_repository(wgit, workspace, objects=None)
-    initial = ws.initial_commit(wgit, workspace)
-    if saved and saved != initial:
+    start = ws.check_out_saved(wgit, workspace, saved=session.head_commit, branch=SCRATCH_BRANCH)
+    if start is None:
         return _restore_bundle(session, workspace)
-    ws.reset_to(wgit, workspace, SCRATCH_BRANCH, initial)
-    if saved != initial:
-        AgentSession.objects.filter(pk=session.pk).update(head_commit=initial)
-        session.head_commit = initial
-    return Checkout(workspace, SCRATCH_BRANCH, initial)
+    if start != session.head_commit:  # the first attempt: its first commit is the saved one
+        AgentSession.objects.filter(pk=session.pk).update(head_commit=start)
+        session.head_commit = start
+    return Checkout(workspace, SCRATCH_BRANCH, start)
 
 
 def _restore_bundle(session: AgentSession, workspace: Path) -> Checkout:
