@@ -2,9 +2,11 @@
 by the fake GitHub over smart HTTP with a token, as the worker meets a real one.
 
 - prepare: a task's workspace made ready from the machine's mirror, as the worker does
-  it (mirror refresh under its lock, then the checkout by git confined in a sandbox),
-  for a session's first task (a new workspace) and for a follow-up (an existing one);
-  baseline: a plain `git clone` of the same remote.
+  it (services.workspaces.checkout: mirror refresh under its lock, then the checkout by
+  git confined in a sandbox): for a follow-up after a committed attempt (the workspace
+  is used in place, as the worker marked it clean), for a retry after a killed attempt
+  (a forced checkout and clean of the existing workspace) and for a session's first
+  task (a new workspace); baseline: a plain `git clone` of the same remote.
 - disk: what one more workspace costs on disk (its objects are the mirror's), against
   the plain clone's.
 - publish: commit and push of a 10-file change (sandboxed commit, bundle into the
@@ -87,15 +89,19 @@ def plain_clone(url: str, auth: GitAuth, target: Path) -> float:
                                            auth=auth))  # fmt: skip
 
 
-def prepare(git: Git, host: Git, mirror: Path, url: str, auth: GitAuth, workspace: Path) -> None:
-    """What the worker does before an attempt (services.workspaces.checkout)."""
+def prepare(
+    git: Git, host: Git, mirror: Path, url: str, auth: GitAuth, workspace: Path, *, clean: bool
+) -> None:
+    """What the worker does before an attempt (services.workspaces.checkout); `clean`: the
+    workspace stands as the worker committed it, at the branch's head (no checkout)."""
     with mirrors.locked(mirror):
         mirrors.ensure(host, mirror)
         mirrors.refresh(host, mirror, url, auth, {"refs/heads/*": "refs/heads/*"})
     start = mirrors.refs(host, mirror)["refs/heads/main"]
-    ws.check_out(
-        git, workspace, objects=mirror / "objects", branch="agentsite/1-bench", start=start
-    )
+    if not clean:
+        ws.check_out(
+            git, workspace, objects=mirror / "objects", branch="agentsite/1-bench", start=start
+        )
 
 
 def disk_bytes(path: Path) -> int:
@@ -116,15 +122,28 @@ def run(ctx: Context) -> BenchResult:
             auth = GitAuth(url, TOKEN)
             clones = [plain_clone(url, auth, scratch / f"clone{i}") for i in range(3)]
             mirror = scratch / "root" / ".mirrors" / "bench--monorepo.git"
-            firsts, follow_ups = [], []
+            firsts, follow_ups, retries = [], [], []
             for i in range(3):
                 workspace = scratch / "root" / f"session{i}"
                 workspace.mkdir(parents=True)
                 own(workspace, config)
                 git = workspace_git(config, workspace, mirror)
-                firsts.append(timed(lambda: prepare(git, host, mirror, url, auth, workspace)))  # noqa: B023
-                follow_ups.append(timed(lambda: prepare(git, host, mirror, url, auth, workspace)))  # noqa: B023
-            clone_s, first_s, follow_s = median(clones), median(firsts[1:]), median(follow_ups)
+                for clean, into in ((False, firsts), (True, follow_ups), (False, retries)):
+                    into.append(
+                        timed(
+                            lambda c=clean: prepare(
+                                git,
+                                host,
+                                mirror,
+                                url,
+                                auth,
+                                workspace,  # noqa: B023
+                                clean=c,
+                            )
+                        )  # fmt: skip
+                    )
+            clone_s, first_s = median(clones), median(firsts[1:])
+            follow_s, retry_s = median(follow_ups), median(retries)
             per_workspace = disk_bytes(scratch / "root" / "session1")
             clone_disk = disk_bytes(scratch / "clone1")
             workspace = scratch / "root" / "session1"
@@ -137,6 +156,9 @@ def run(ctx: Context) -> BenchResult:
         prepare_figure(
             f"prepare a follow-up's workspace ({files}) (base: git clone)", follow_s, clone_s
         ),
+        prepare_figure(
+            "prepare a retry after a killed attempt (base: git clone)", retry_s, clone_s
+        ),  # fmt: skip
         prepare_figure(
             "prepare a new session's workspace, from the mirror (base: git clone)",
             first_s,
@@ -161,6 +183,7 @@ def run(ctx: Context) -> BenchResult:
         "plain_clone_s": clones,
         "first_prepare_s": firsts,
         "follow_up_prepare_s": follow_ups,
+        "retry_prepare_s": retries,
         "workspace_bytes": per_workspace,
         "clone_bytes": clone_disk,
         "publish_s": publish_s,

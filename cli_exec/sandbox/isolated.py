@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cli_exec.sandbox import layout
 from cli_exec.sandbox.run import SandboxConfig
@@ -52,11 +53,16 @@ class IsolatedRunner:
         host_user = self.config.host_user
         command = self.argv(argv, cwd)
         # bwrap dies with this worker (the sandbox dies with bwrap: --die-with-parent).
-        # setpriv arms that after Popen changed the user (a credential change would clear
-        # it), and without a preexec_fn, which costs a slow fork per call.
+        # setpriv becomes the sandbox's user and then arms that (a credential change
+        # clears it), without Popen's user= or a preexec_fn: either costs a full fork of
+        # the worker per call instead of a vfork.
         setpriv = shutil.which("setpriv")
+        become: dict[str, Any] = {}
         if setpriv is not None:
-            command = [setpriv, "--pdeathsig", "KILL", "--", *command]
+            who = credential_args(*host_user) if host_user else []
+            command = [setpriv, *who, "--pdeathsig", "KILL", "--", *command]
+        elif host_user is not None:
+            become = {"user": host_user[0], "group": host_user[1], "extra_groups": []}
         return subprocess.run(  # noqa: S603 - our own argv
             command,
             cwd="/",
@@ -66,7 +72,10 @@ class IsolatedRunner:
             timeout=timeout_s,
             check=False,
             start_new_session=True,
-            user=host_user[0] if host_user else None,
-            group=host_user[1] if host_user else None,
-            extra_groups=[] if host_user else None,
+            **become,
         )
+
+
+def credential_args(uid: int, gid: int) -> list[str]:
+    """setpriv's arguments to become `uid`:`gid` with no supplementary groups."""
+    return [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]

@@ -14,6 +14,7 @@ from tasks_app.services import sandboxing
 from tasks_app.services.execution import execute_claimed_task
 from tasks_app.services.lifecycle import claim_task
 from tasks_app.services.redis_store import get_redis
+from tasks_app.services.sessions import workspace_path
 from tests.engine import CLAUDE, sandbox_reachable_dir
 from tests.factories import make_task, make_user
 from tests.fakes.anthropic_api import FakeAnthropic, Text
@@ -140,14 +141,26 @@ def test_an_attempt_whose_sandbox_is_refused_is_transient_and_never_runs_unsandb
     assert fake_model.requests() == []
 
 
-def test_an_attempt_with_bubblewrap_missing_is_transient_naming_it(fake_model, scripts_dir):
+@pytest.mark.parametrize(
+    ("workspace_used", "failing"),
+    [
+        (False, "The sandbox could not be started: "),
+        (True, "The sandbox for git could not be started: "),
+    ],
+)
+def test_an_attempt_with_bubblewrap_missing_is_transient_naming_it(
+    fake_model, scripts_dir, workspace_used, failing
+):
     task = make_task(make_user("nobwrap"), prompt="[caged] hello")
+    if workspace_used:  # git in a workspace an agent has had its hands on runs sandboxed
+        with override_settings(AGENT_WORKSPACE_ROOT=str(scripts_dir)):
+            (workspace_path(task.session) / "left.txt").write_text("by an agent")
     status = run_in_process(
         task, fake_model, scripts_dir, AGENT_SANDBOX_BWRAP=str(scripts_dir / "gone")
     )
     task.refresh_from_db()
     assert status == TaskStatus.QUEUED  # transient: retried, never run without one
-    assert task.error.startswith("The sandbox for git could not be started: ")
+    assert task.error.startswith(failing)
     assert "gone" in task.error
     assert fake_model.requests() == []
 

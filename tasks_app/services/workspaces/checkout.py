@@ -23,7 +23,7 @@ from tasks_app.services.github import (
     RepositoryInfo,
 )
 from tasks_app.services.sessions import workspace_path
-from tasks_app.services.workspaces import pulls
+from tasks_app.services.workspaces import clean_state, pulls
 from tasks_app.services.workspaces.gitsetup import (
     WorkspaceError,
     auth_for,
@@ -31,6 +31,7 @@ from tasks_app.services.workspaces.gitsetup import (
     git_host,
     host_git,
     mirror_path,
+    untouched_workspace_git,
     workspace_git,
 )
 
@@ -59,11 +60,14 @@ def prepare_checkout(task: Task) -> Checkout:
     session = task.session
     workspace = workspace_path(session)
     sandboxing.own_for_sandbox(workspace)
+    # Taken before anything else: whatever happens next, this attempt may leave the
+    # workspace half-written, so the next one must not trust it.
+    marked = clean_state.take(workspace)
     try:
         if session.github_repository_id is not None:
-            checkout = _repository_checkout(session, workspace)
+            checkout = _repository_checkout(session, workspace, marked)
         else:
-            checkout = _scratch_checkout(session, workspace)
+            checkout = _scratch_checkout(session, workspace, marked)
     except GitError as exc:
         raise _explained(exc, session) from exc
     Task.objects.filter(pk=task.pk).update(base_commit=checkout.start, branch=checkout.branch)
@@ -99,7 +103,9 @@ def _repository_info(full_name: str) -> RepositoryInfo:
         ) from exc
 
 
-def _repository_checkout(session: AgentSession, workspace: Path) -> Checkout:
+def _repository_checkout(
+    session: AgentSession, workspace: Path, marked: tuple[str, str] | None
+) -> Checkout:
     repository = session.github_repository
     assert repository is not None  # noqa: S101 - the caller checked
     info = _repository_info(repository.full_name)
@@ -128,8 +134,9 @@ def _repository_checkout(session: AgentSession, workspace: Path) -> Checkout:
     wgit = workspace_git([workspace], [mirror])
     # The mirror's objects are the workspace's too (alternates): no fetch, just the sha.
     start = _start_of(mirror, session, fork)
-    ws.check_out(wgit, workspace, objects=mirror / "objects", branch=session.branch,
-                 start=start, origin=info.clone_url)  # fmt: skip
+    if marked != (session.branch, start):
+        ws.check_out(wgit, workspace, objects=mirror / "objects", branch=session.branch,
+                     start=start, origin=info.clone_url)  # fmt: skip
     return Checkout(workspace, session.branch, start, repository.full_name, info.clone_url, mirror)
 
 
@@ -155,10 +162,15 @@ def _mirror_refs(mirror: Path) -> dict[str, str]:
     return mirrors.refs(host_git(), mirror)
 
 
-def _scratch_checkout(session: AgentSession, workspace: Path) -> Checkout:
+def _scratch_checkout(
+    session: AgentSession, workspace: Path, marked: tuple[str, str] | None
+) -> Checkout:
     """A repository-less session: its history as last saved, restored from the bundle
     when this worker lacks it; the first attempt starts from an empty first commit."""
-    wgit = workspace_git([workspace], [])
+    if session.head_commit and marked == (SCRATCH_BRANCH, session.head_commit):
+        return Checkout(workspace, SCRATCH_BRANCH, session.head_commit)
+    untouched = not session.head_commit and not any(workspace.iterdir())
+    wgit = untouched_workspace_git() if untouched else workspace_git([workspace], [])
     start = ws.check_out_saved(wgit, workspace, saved=session.head_commit, branch=SCRATCH_BRANCH)
     if start is None:
         return _restore_bundle(session, workspace)

@@ -49,6 +49,13 @@ def workspace_git(writable: list[Path], readable: list[Path]) -> Git:
     return Git(IsolatedRunner(config, tuple(writable), tuple(readable)))
 
 
+def untouched_workspace_git() -> Git:
+    """git in a workspace no agent has run in (made empty by this worker for a session
+    that never ran): nothing there to distrust, so no sandbox to start; as the sandbox's
+    user, whose files they become."""
+    return Git(HostRunner(sandbox_user()))
+
+
 def sandbox_user() -> GitUser | None:
     user = sandboxing.sandbox_host_user()
     return GitUser(*user) if user else None

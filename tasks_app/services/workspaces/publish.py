@@ -19,7 +19,7 @@ from gitops import workspace as ws
 from tasks_app.models import AgentSession, Task, TaskDiff
 from tasks_app.services import sandboxing
 from tasks_app.services.github_text import task_url
-from tasks_app.services.workspaces import pulls
+from tasks_app.services.workspaces import clean_state, pulls
 from tasks_app.services.workspaces.checkout import Checkout
 from tasks_app.services.workspaces.gitsetup import (
     WorkspaceError,
@@ -78,8 +78,10 @@ def publish_attempt(task: Task, checkout: Checkout, summary_text: str) -> Publis
             trailers=trailers(task),
         )
         if end is None or end == checkout.start:
-            _record(task, Changes(checkout.start, [], "", False, []), Published(checkout.start))
-            return Published(checkout.start)
+            published = Published(checkout.start)
+            _record(task, Changes(checkout.start, [], "", False, []), published)
+            clean_state.mark(checkout.workspace, checkout.branch, checkout.start)
+            return published
         changes = ws.changes(
             wgit,
             checkout.workspace,
@@ -96,6 +98,9 @@ def publish_attempt(task: Task, checkout: Checkout, summary_text: str) -> Publis
             raise WorkspaceError(f"The workspace root is full: {exc}", transient=False) from exc
         raise WorkspaceError(f"The work could not be kept: {exc}", transient=exc.transient) from exc
     _record(task, changes, published)
+    # What the workspace holds now: the branch at `end` (rebased onto someone else's
+    # push: at the rebased head), everything committed.
+    clean_state.mark(checkout.workspace, checkout.branch, published.head)
     return published
 
 

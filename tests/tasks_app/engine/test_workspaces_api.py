@@ -14,6 +14,7 @@ from tasks_app.services.tasks import task_create
 from tests.conftest import token_client
 from tests.engine import celery_worker, wait_for_status, wait_until_finished
 from tests.factories import make_user
+from tests.fakes.anthropic_api import Error, ToolUse
 from tests.live import wait_until
 from tests.tasks_app.engine.git_helpers import TOKEN, bash, git_env, git_in
 from tests.tasks_app.github.payloads import REPO
@@ -54,6 +55,38 @@ def test_a_scratch_session_follows_its_owner_to_another_machine(
         "Wrote notes.",
         "Start of the session",
     ]
+
+
+def test_a_follow_up_here_continues_in_place_but_never_after_a_failed_attempt(
+    fake_model, hosted_github, owner, workspace_root
+):
+    build = "printf 'out/\\n' > .gitignore && mkdir out && echo cached > out/cache && echo v1 > app"
+    fake_model.script(
+        "[inplace]",
+        *bash(build, "Built."),
+        *bash("ls out", "Looked."),
+        ToolUse("Bash", {"command": "echo junk > junk && echo v2 > app", "description": "x"}),
+        Error(400, "invalid_request_error", "scripted failure"),
+        *bash("ls", "Listed."),
+    )
+    with celery_worker(git_env(fake_model, hosted_github, workspace_root)):
+        first = run_task(owner, "[inplace] build it")
+        session = AgentSession.objects.get(pk=first.session_id)
+        workspace = workspace_root / session.workspace
+        second = run_task(owner, "look", session=session)
+        # No checkout in between: the ignored build output is still there.
+        assert (workspace / "out" / "cache").read_text() == "cached\n"
+        third = run_task(owner, "break it", session=session)
+        assert (workspace / "junk").exists()
+        fourth = run_task(owner, "and now?", session=session)
+    assert [t.status for t in (first, second, third, fourth)] == [
+        S.SUCCEEDED, S.SUCCEEDED, S.FAILED, S.SUCCEEDED,
+    ], [t.error for t in (first, second, third, fourth)]  # fmt: skip
+    assert second.base_commit == first.head_commit
+    # After the failed attempt: a clean checkout of the last saved commit.
+    assert fourth.base_commit == second.head_commit == first.head_commit
+    assert not (workspace / "junk").exists() and not (workspace / "out").exists()
+    assert (workspace / "app").read_text() == "v1\n"
 
 
 def test_eight_tasks_on_one_repository_at_once_each_get_their_own_branch(
