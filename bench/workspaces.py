@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from bench.context import Context
@@ -129,19 +130,8 @@ def run(ctx: Context) -> BenchResult:
                 own(workspace, config)
                 git = workspace_git(config, workspace, mirror)
                 for clean, into in ((False, firsts), (True, follow_ups), (False, retries)):
-                    into.append(
-                        timed(
-                            lambda c=clean: prepare(
-                                git,
-                                host,
-                                mirror,
-                                url,
-                                auth,
-                                workspace,  # noqa: B023
-                                clean=c,
-                            )
-                        )  # fmt: skip
-                    )
+                    into.append(timed(partial(prepare, git, host, mirror, url, auth, workspace,
+                                              clean=clean)))  # fmt: skip
             clone_s, first_s = median(clones), median(firsts[1:])
             follow_s, retry_s = median(follow_ups), median(retries)
             per_workspace = disk_bytes(scratch / "root" / "session1")

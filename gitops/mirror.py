@@ -44,7 +44,9 @@ def refresh(git: Git, mirror: Path, url: str, auth: GitAuth | None, refs: dict[s
     """Fetch `{remote ref pattern: mirror ref pattern}` from the remote (under the lock).
     Branches are force-updated; nothing is pruned, so no workspace loses an object."""
     specs = [f"+{src}:{dst}" for src, dst in refs.items()]
-    git("fetch", "-q", "--no-tags", "--no-write-fetch-head", url, *specs, cwd=mirror, auth=auth)
+    # No automatic maintenance: gc.auto is off here, and it would cost a process per fetch.
+    git("fetch", "-q", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance", url, *specs,
+        cwd=mirror, auth=auth)  # fmt: skip
 
 
 def refs(git: Git, mirror: Path) -> dict[str, str]:
