@@ -1,11 +1,13 @@
 """The sandbox's first process: relays loopback ports to the worker's sockets, runs the
 agent's command in a session of its own, passes stop signals on and exits with its status.
+With `--hold-fd N` it starts the command only once the worker writes to that pipe (the
+worker fills the workspace meanwhile); the pipe closed without a word: it exits at once.
 
 It runs inside the sandbox under the system's python3, so it uses the standard library
 only and imports nothing of ours. It starts with every run, so it imports only built-in
 modules (_socket, _thread, _signal): `subprocess`, `socket` and `signal` would cost
 more than the rest of its start-up together. Usage:
-    python3 -I -S inner.py --forward PORT=SOCKET_PATH ... -- COMMAND ARGS...
+    python3 -I -S inner.py [--hold-fd N] --forward PORT=SOCKET_PATH ... -- COMMAND ARGS...
 """
 
 from __future__ import annotations
@@ -24,16 +26,31 @@ _DEFAULTED_SIGNALS = (*_FORWARDED_SIGNALS, _signal.SIGPIPE, _signal.SIGXFSZ)
 Socket = _socket.socket
 
 
-def parse(argv: list[str]) -> tuple[list[tuple[int, str]], list[str]]:
+def parse(argv: list[str]) -> tuple[int | None, list[tuple[int, str]], list[str]]:
+    hold_fd = None
     forwards = []
     index = 0
-    while index < len(argv) and argv[index] == "--forward":
-        port, _, path = argv[index + 1].partition("=")
-        forwards.append((int(port), path))
+    while index + 1 < len(argv) and argv[index] in ("--forward", "--hold-fd"):
+        if argv[index] == "--hold-fd":
+            hold_fd = int(argv[index + 1])
+        else:
+            port, _, path = argv[index + 1].partition("=")
+            forwards.append((int(port), path))
         index += 2
     if index >= len(argv) or argv[index] != "--" or index + 1 >= len(argv):
-        raise SystemExit("usage: inner.py [--forward PORT=SOCKET]... -- COMMAND [ARGS]...")
-    return forwards, argv[index + 1 :]
+        raise SystemExit(
+            "usage: inner.py [--hold-fd N] [--forward PORT=SOCKET]... -- COMMAND [ARGS]..."
+        )
+    return hold_fd, forwards, argv[index + 1 :]
+
+
+def released(hold_fd: int) -> bool:
+    """Wait until the worker says go (True) or closes the pipe without a word (False)."""
+    try:
+        word = os.read(hold_fd, 1)
+    finally:
+        os.close(hold_fd)
+    return word == b"g"
 
 
 def _copy(source: Socket, target: Socket, done: _thread.LockType | None) -> None:
@@ -89,7 +106,7 @@ def listen(port: int) -> Socket:
 
 
 def main(argv: list[str]) -> int:
-    forwards, command = parse(argv)
+    hold_fd, forwards, command = parse(argv)
     # Listening before the command starts: its first request can never find the port closed.
     for port, path in forwards:
         _thread.start_new_thread(_accept_forever, (listen(port), path))
@@ -109,6 +126,11 @@ def main(argv: list[str]) -> int:
 
     for signum in _FORWARDED_SIGNALS:
         _signal.signal(signum, pass_on)
+    if hold_fd is not None and not released(hold_fd):
+        return 0  # the attempt ended before its command was to start
+    if pending:  # stopped while held: the command never starts
+        _signal.signal(pending[0], _signal.SIG_DFL)
+        os.kill(os.getpid(), pending[0])
     child.append(
         os.posix_spawnp(command[0], command, os.environ, setsid=True, setsigdef=_DEFAULTED_SIGNALS)
     )

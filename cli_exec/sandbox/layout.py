@@ -126,8 +126,12 @@ def mount_args(mounts: Sequence[FdMount], files: Sequence[FdFile]) -> list[str]:
     return [*args, "--remount-ro", "/"]
 
 
-def inner_args(python: str, forwards: dict[int, str], command: Sequence[str]) -> list[str]:
+def inner_args(
+    python: str, forwards: dict[int, str], command: Sequence[str], hold_fd: int | None = None
+) -> list[str]:
     args = [python, "-I", "-S", INNER_SCRIPT]
+    if hold_fd is not None:
+        args += ["--hold-fd", str(hold_fd)]
     for port, path in forwards.items():
         args += ["--forward", f"{port}={path}"]
     return [*args, "--", *command]

@@ -117,6 +117,7 @@ class SandboxRun:
         self._mounts: list[layout.FdMount] = []
         self._files: list[layout.FdFile] = []
         self._cli_binary: Path | None = None
+        self._hold_write: int | None = None  # the worker's end of a held run's pipe
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -172,6 +173,7 @@ class SandboxRun:
 
     def close(self) -> None:
         """Revoke the token, cut the tunnels, remove cgroups and sockets; idempotent."""
+        self.release(start=False)
         if self._net is not None:
             (self._network or sandbox_network()).close_run(self._net)
             self._net = None
@@ -208,10 +210,13 @@ class SandboxRun:
         """What the egress proxy refused so far, for the run's log."""
         return list(self._net.proxy.refusals) if self._net is not None else []
 
-    def wrap(self, command: CliCommand) -> CliCommand:
-        """The same command, run inside this sandbox."""
+    def wrap(self, command: CliCommand, *, held: bool = False) -> CliCommand:
+        """The same command, run inside this sandbox. `held`: the sandbox starts at once
+        but the command inside only on release(), so that the caller can fill the
+        workspace while the sandbox starts."""
         if self._run_dir is None or self._cli_binary is None:
             raise RuntimeError("the sandbox run is not open")
+        hold_fd = self._hold() if held else None
         proxy = f"http://127.0.0.1:{layout.PROXY_PORT}"
         env = {
             **command.env,
@@ -234,7 +239,7 @@ class SandboxRun:
             *layout.mount_args(self._mounts, self._files),
             "--chdir", os.path.realpath(command.cwd),
             "--",
-            *layout.inner_args(self.config.python, forwards, inner_command),
+            *layout.inner_args(self.config.python, forwards, inner_command, hold_fd),
         ]  # fmt: skip
         return replace(
             command,
@@ -245,11 +250,30 @@ class SandboxRun:
             child_setup=self._child_setup(),
         )
 
+    def release(self, *, start: bool = True) -> None:
+        """Let a held command start (`start`), or end the held run without it; once."""
+        if self._hold_write is None:
+            return
+        fd, self._hold_write = self._hold_write, None
+        try:
+            if start:
+                os.write(fd, b"g")
+        except BrokenPipeError:
+            pass  # the sandbox ended before its command was let go (bwrap failed)
+        finally:
+            os.close(fd)
+
     def limit_hit(self) -> str | None:
         """The resource limit the run ran into (a sentence fragment), or None."""
         return self._groups.limit_hit() if self._groups is not None else None
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _hold(self) -> int:
+        """The pipe a held run waits on; returns the descriptor its first process reads."""
+        read_fd, self._hold_write = os.pipe2(os.O_CLOEXEC)
+        self._fds.append(read_fd)
+        return read_fd
 
     def _child_setup(self) -> Callable[[], None]:
         join = self._groups.joiner() if self._groups is not None else None

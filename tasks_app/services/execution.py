@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 import structlog
 from django.conf import settings
@@ -100,7 +102,8 @@ def build_command(
         stdin=task.prompt.encode("utf-8"),
         secrets=tuple(known_secrets()),
     )
-    return sandbox.wrap(command) if sandbox is not None else command
+    # Held: the sandbox starts at once, the CLI inside once the workspace is filled.
+    return sandbox.wrap(command, held=True) if sandbox is not None else command
 
 
 def run_limits(task: Task) -> RunLimits:
@@ -202,40 +205,57 @@ def execute_claimed_task(task: Task) -> TaskStatus | None:
 
 
 def run_sandboxed_attempt(task: Task, attempt: int, budget: Decimal | None) -> AttemptEnd | None:
-    """Check out the workspace, run the attempt in its sandbox (unless AGENT_SANDBOX=off)
-    and keep its work; None when the attempt lost the task to someone else meanwhile."""
+    """Find where the workspace starts, start the attempt's sandbox (unless
+    AGENT_SANDBOX=off) while git fills the workspace, run the attempt and keep its work;
+    None when the attempt lost the task to someone else meanwhile."""
     session = task.session
     config_dir, cli = cli_config_path(session), resolve_cli()
     with contextlib.ExitStack() as stack:
         try:
-            checkout = workspaces.prepare_checkout(task)
+            located = workspaces.locate_checkout(task)
             transcripts.restore_transcript(
-                session=session, config_dir=config_dir, workspace=checkout.workspace
+                session=session, config_dir=config_dir, workspace=located.workspace
             )
             sandbox = stack.enter_context(
                 sandboxing.attempt_sandbox(
                     task,
-                    workspace=checkout.workspace,
+                    workspace=located.workspace,
                     config_dir=config_dir,
                     cli=cli,
-                    read_only=(checkout.mirror,) if checkout.mirror else (),
-                    allow_hosts=(checkout.git_host,) if checkout.git_host else (),
+                    read_only=(located.mirror,) if located.mirror else (),
+                    allow_hosts=(located.git_host,) if located.git_host else (),
                 )
             )
+            if sandbox is None:  # nothing starts before the files are there
+                located.check_out()
             command = build_command(task, budget=budget, cli=cli, sandbox=sandbox)
-        except WorkspaceError as exc:
-            return AttemptEnd(outcomes.refusal(str(exc), transient=exc.transient))
-        except (SandboxStartError, SandboxUnavailable) as exc:
-            error = f"The sandbox could not be started: {exc}."
-            return AttemptEnd(outcomes.refusal(error, transient=True))
-        except (OSError, ValueError) as exc:
-            error = f"The task could not be prepared: {exc}."
-            return AttemptEnd(outcomes.refusal(error, transient=True))
-        ended = run_attempt(task, attempt, command, sandbox)
+        except (WorkspaceError, SandboxStartError, SandboxUnavailable, OSError, ValueError) as exc:
+            return AttemptEnd(unprepared(exc))
+        fill = partial(fill_held, located, sandbox) if sandbox is not None else None
+        ended = run_attempt(task, attempt, command, sandbox, fill)
     # The sandbox is gone: nothing of the agent runs while its work is committed.
     if ended is not None and ended.summary.verdict is Verdict.SUCCEEDED:
-        ended = keep_work(task, checkout, ended)
+        assert located.checkout is not None  # noqa: S101 - a run that succeeded had its files
+        ended = keep_work(task, located.checkout, ended)
     return ended
+
+
+def fill_held(located: workspaces.Located, sandbox: SandboxRun) -> None:
+    """The workspace filled while the held sandbox starts; then the CLI inside may start
+    (or, when it could not be filled, the sandbox ends without it)."""
+    try:
+        located.check_out()
+    finally:
+        sandbox.release(start=located.checkout is not None)
+
+
+def unprepared(exc: Exception) -> RunSummary:
+    """The verdict of an attempt whose workspace or sandbox could not be made ready."""
+    if isinstance(exc, WorkspaceError):
+        return outcomes.refusal(str(exc), transient=exc.transient)
+    if isinstance(exc, SandboxStartError | SandboxUnavailable):
+        return outcomes.refusal(f"The sandbox could not be started: {exc}.", transient=True)
+    return outcomes.refusal(f"The task could not be prepared: {exc}.", transient=True)
 
 
 def keep_work(task: Task, checkout: workspaces.Checkout, ended: AttemptEnd) -> AttemptEnd:
@@ -250,8 +270,14 @@ def keep_work(task: Task, checkout: workspaces.Checkout, ended: AttemptEnd) -> A
 
 
 def run_attempt(
-    task: Task, attempt: int, command: CliCommand, sandbox: SandboxRun | None
+    task: Task,
+    attempt: int,
+    command: CliCommand,
+    sandbox: SandboxRun | None,
+    after_start: Callable[[], None] | None = None,
 ) -> AttemptEnd | None:
+    """Run the command under supervision; `after_start` runs once it has started (the
+    workspace filled while a held sandbox starts)."""
     started = time.monotonic()
     writer = EventWriter(task, attempt)
     monitor = AttemptMonitor(
@@ -264,6 +290,11 @@ def run_attempt(
             what = "sandbox" if sandbox is not None else "CLI"
             error = f"The {what} could not be started: {exc}."
             return AttemptEnd(outcomes.refusal(error, transient=True))
+        if after_start is not None:
+            try:
+                after_start()
+            except (WorkspaceError, OSError, ValueError) as exc:
+                return AttemptEnd(unprepared(exc))  # leaving the block ends the run
         CLI_PROCESSES.inc()
         try:
             cause = supervise(run, writer, monitor)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from cli_exec.sandbox import (
     detect_limits,
 )
 from cli_exec.sandbox.network import SandboxNetwork
-from tests.cli_exec.conftest import Collected, collect
+from tests.cli_exec.conftest import Collected, collect, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
@@ -129,6 +130,53 @@ def test_stop_signals_reach_the_command_through_bubblewrap(dirs, network):
     assert outcome.stop_reason is StopReason.REQUESTED
     assert any("got SIGINT" in line for line in lines)
     assert outcome.exit_code == 3  # ended by its own handler, not by SIGKILL
+
+
+def test_a_held_command_starts_only_once_released_and_sees_what_was_written_meanwhile(
+    dirs, network
+):
+    workspace, config_dir = dirs
+    script = "print(open('written-while-held').read(), flush=True)"
+    command = CliCommand(argv=[PYTHON, "-c", script], cwd=workspace, env={"PATH": "/usr/bin"})
+    with SandboxRun(config(), spec(workspace, config_dir), network) as sandbox:
+        with CliRun(sandbox.wrap(command, held=True), LIMITS) as run:
+            pid = run.start()
+            # The sandbox is up (its first process waits); the command has not run.
+            assert wait_until(lambda: len(_descendants(pid)) >= 2)
+            time.sleep(0.2)
+            (workspace / "written-while-held").write_text("filled")
+            sandbox.release()
+            lines = [str(e.payload) for batch in run.batches() for e in batch]
+            outcome = run.outcome
+    assert outcome.exit_code == 0 and any("filled" in line for line in lines)
+
+
+def test_a_held_run_let_go_without_release_never_runs_its_command(dirs, network):
+    workspace, config_dir = dirs
+    script = "open('ran', 'w').write('x')"
+    command = CliCommand(argv=[PYTHON, "-c", script], cwd=workspace, env={"PATH": "/usr/bin"})
+    with SandboxRun(config(), spec(workspace, config_dir), network) as sandbox:
+        with CliRun(sandbox.wrap(command, held=True), LIMITS) as run:
+            run.start()
+            sandbox.release(start=False)
+            for _ in run.batches():
+                pass
+            outcome = run.outcome
+    assert outcome.stop_reason is StopReason.EXITED and outcome.exit_code == 0
+    assert not (workspace / "ran").exists()
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        found += [int(child) for child in children]
+        todo += [int(child) for child in children]
+    return found
 
 
 def test_a_process_limit_hit_is_reported_and_the_group_removed(dirs, network):

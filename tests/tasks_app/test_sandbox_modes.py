@@ -141,27 +141,33 @@ def test_an_attempt_whose_sandbox_is_refused_is_transient_and_never_runs_unsandb
     assert fake_model.requests() == []
 
 
-@pytest.mark.parametrize(
-    ("workspace_used", "failing"),
-    [
-        (False, "The sandbox could not be started: "),
-        (True, "The sandbox for git could not be started: "),
-    ],
-)
-def test_an_attempt_with_bubblewrap_missing_is_transient_naming_it(
-    fake_model, scripts_dir, workspace_used, failing
-):
+def test_an_attempt_with_bubblewrap_missing_is_transient_naming_it(fake_model, scripts_dir):
     task = make_task(make_user("nobwrap"), prompt="[caged] hello")
-    if workspace_used:  # git in a workspace an agent has had its hands on runs sandboxed
-        with override_settings(AGENT_WORKSPACE_ROOT=str(scripts_dir)):
-            (workspace_path(task.session) / "left.txt").write_text("by an agent")
     status = run_in_process(
         task, fake_model, scripts_dir, AGENT_SANDBOX_BWRAP=str(scripts_dir / "gone")
     )
     task.refresh_from_db()
     assert status == TaskStatus.QUEUED  # transient: retried, never run without one
-    assert task.error.startswith(failing)
+    assert task.error.startswith("The sandbox could not be started: ")
     assert "gone" in task.error
+    assert fake_model.requests() == []
+
+
+def test_git_in_a_used_workspace_never_runs_unsandboxed(fake_model, scripts_dir):
+    """git in a workspace an agent had its hands on runs in a sandbox of its own: when
+    that one cannot start, the attempt is transient, and the agent never runs."""
+    task = make_task(make_user("nogit"), prompt="[caged] hello")
+    with override_settings(AGENT_WORKSPACE_ROOT=str(scripts_dir)):
+        (workspace_path(task.session) / "left.txt").write_text("by an agent")
+    real = sandboxing.bwrap_path()
+    bwrap = scripts_dir / "bwrap-no-git"  # refuses the sandbox for git (it binds by path)
+    refuse = f'echo "{NO_NAMESPACE}" >&2; exit 1'
+    bwrap.write_text(f'#!/bin/sh\ncase "$*" in *" --bind "*) {refuse};; esac\nexec {real} "$@"\n')
+    bwrap.chmod(0o755)
+    status = run_in_process(task, fake_model, scripts_dir, AGENT_SANDBOX_BWRAP=str(bwrap))
+    task.refresh_from_db()
+    assert status == TaskStatus.QUEUED
+    assert task.error.startswith("The sandbox for git could not be started: ")
     assert fake_model.requests() == []
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -56,23 +58,51 @@ class Checkout:
         return git_host(self.clone_url) if self.clone_url else None
 
 
-def prepare_checkout(task: Task) -> Checkout:
+@dataclass
+class Located:
+    """A workspace whose place, remote and mirror are known and whose files are not yet
+    checked out: enough to build the sandbox around it while git fills it."""
+
+    task: Task
+    workspace: Path
+    fill: Callable[[], Checkout]
+    mirror: Path | None = None
+    clone_url: str | None = None
+    checkout: Checkout | None = None  # once check_out() succeeded
+
+    @property
+    def git_host(self) -> str | None:
+        return git_host(self.clone_url) if self.clone_url else None
+
+    def check_out(self) -> Checkout:
+        """The workspace on its branch at its start; raises WorkspaceError."""
+        try:
+            checkout = self.fill()
+        except GitError as exc:
+            raise _explained(exc, self.task.session) from exc
+        Task.objects.filter(pk=self.task.pk).update(
+            base_commit=checkout.start, branch=checkout.branch
+        )
+        log.info("workspace_prepared", branch=checkout.branch, start=checkout.start[:12])
+        self.checkout = checkout
+        return checkout
+
+
+def locate_checkout(task: Task) -> Located:
+    """Everything before the workspace's own files: the repository's remote and mirror
+    refreshed, the branch and its start found (network, under the mirror's lock)."""
     session = task.session
     workspace = workspace_path(session)
     sandboxing.own_for_sandbox(workspace)
     # Taken before anything else: whatever happens next, this attempt may leave the
     # workspace half-written, so the next one must not trust it.
     marked = clean_state.take(workspace)
+    if session.github_repository_id is None:
+        return Located(task, workspace, partial(_scratch_checkout, session, workspace, marked))
     try:
-        if session.github_repository_id is not None:
-            checkout = _repository_checkout(session, workspace, marked)
-        else:
-            checkout = _scratch_checkout(session, workspace, marked)
+        return _locate_repository(task, session, workspace, marked)
     except GitError as exc:
         raise _explained(exc, session) from exc
-    Task.objects.filter(pk=task.pk).update(base_commit=checkout.start, branch=checkout.branch)
-    log.info("workspace_prepared", branch=checkout.branch, start=checkout.start[:12])
-    return checkout
 
 
 def _explained(exc: GitError, session: AgentSession) -> WorkspaceError:
@@ -103,9 +133,9 @@ def _repository_info(full_name: str) -> RepositoryInfo:
         ) from exc
 
 
-def _repository_checkout(
-    session: AgentSession, workspace: Path, marked: tuple[str, str] | None
-) -> Checkout:
+def _locate_repository(
+    task: Task, session: AgentSession, workspace: Path, marked: tuple[str, str] | None
+) -> Located:
     repository = session.github_repository
     assert repository is not None  # noqa: S101 - the caller checked
     info = _repository_info(repository.full_name)
@@ -131,17 +161,29 @@ def _repository_checkout(
                 auth_for(fork.head_clone_url),
                 {f"refs/heads/{fork.head_ref}": f"refs/forks/{fork.number}"},
             )
-    wgit = workspace_git([workspace], [mirror])
-    # The mirror's objects are the workspace's too (alternates): no fetch, just the sha.
     start = _start_of(mirror, session, fork)
-    if marked != (session.branch, start):
-        ws.check_out(wgit, workspace, objects=mirror / "objects", branch=session.branch,
-                     start=start, origin=info.clone_url)  # fmt: skip
-    return Checkout(workspace, session.branch, start, repository.full_name, info.clone_url, mirror)
+    checkout = Checkout(
+        workspace, session.branch, start, repository.full_name, info.clone_url, mirror
+    )
+    fill = partial(_repository_checkout, checkout, skip=marked == (session.branch, start))
+    return Located(task, workspace, fill, mirror, info.clone_url)
 
 
-def _start_of(mirror: Path, session: AgentSession, fork: PullRequest | None) -> tuple[str, str]:
-    """(mirror ref, sha) to start from: the session's branch as pushed, else its base
+def _repository_checkout(checkout: Checkout, *, skip: bool) -> Checkout:
+    """The workspace at the start found (unless it stands there, as the worker committed
+    it); the mirror's objects are the workspace's too (alternates): no fetch."""
+    if not skip:
+        mirror = checkout.mirror
+        assert mirror is not None  # noqa: S101 - a repository's checkout has one
+        wgit = workspace_git([checkout.workspace], [mirror])
+        ws.check_out(wgit, checkout.workspace, objects=mirror / "objects",
+                     branch=checkout.branch, start=checkout.start,
+                     origin=checkout.clone_url or "")  # fmt: skip
+    return checkout
+
+
+def _start_of(mirror: Path, session: AgentSession, fork: PullRequest | None) -> str:
+    """The sha to start from: the session's branch as pushed, else its base
     (for a fork's pull request, the fork's branch as fetched)."""
     refs = _mirror_refs(mirror)
     candidates = (

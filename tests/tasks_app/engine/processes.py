@@ -21,16 +21,21 @@ def process_gone(pid: int) -> bool:
     return fields is None or fields[0] == "Z"
 
 
-def cli_groups_in(root: Path) -> dict[str, Path]:
+# The worker's own git in a workspace runs in a sandbox of its own, beside the agent's
+# (which waits for it): not an agent run.
+GIT_COMMANDS = frozenset({"bwrap", "setpriv", "sh", "git"})
+
+
+def cli_groups_in(root: Path, *, agents_only: bool = False) -> dict[str, Path]:
     """Runs with a live process working under `root`, keyed by run: one per running CLI.
 
     The CLI starts helpers of its own (in its group, same cwd), so processes are counted
     by run: a sandboxed run is everything in one PID namespace (its bubblewrap, its first
     process and the CLI's own session), an unsandboxed one is the process group the
-    runner started.
+    runner started. `agents_only`: without the sandboxes of the worker's own git.
     """
     host_pid_ns = os.readlink("/proc/self/ns/pid")
-    seen: list[tuple[int, str, Path]] = []
+    seen: list[tuple[int, str, Path, str]] = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -40,16 +45,21 @@ def cli_groups_in(root: Path) -> dict[str, Path]:
         try:
             cwd = Path(os.readlink(f"/proc/{entry}/cwd"))
             pid_ns = os.readlink(f"/proc/{entry}/ns/pid")
+            command = Path(f"/proc/{entry}/comm").read_text().strip()
         except OSError:
             continue
         if cwd.is_relative_to(root):
-            seen.append((int(fields[2]), pid_ns, cwd))
+            seen.append((int(fields[2]), pid_ns, cwd, command))
     # A sandbox's bubblewrap stays outside its namespace, in the group of its insides.
-    sandboxed_groups = {group for group, pid_ns, _ in seen if pid_ns != host_pid_ns}
+    sandboxed_groups = {group for group, pid_ns, _, _ in seen if pid_ns != host_pid_ns}
     runs: dict[str, Path] = {}
-    for group, pid_ns, cwd in seen:
-        if pid_ns != host_pid_ns:
-            runs[pid_ns] = cwd
-        elif group not in sandboxed_groups:
-            runs[f"group {group}"] = cwd
+    commands: dict[str, set[str]] = {}
+    for group, pid_ns, cwd, command in seen:
+        key = pid_ns if pid_ns != host_pid_ns else f"group {group}"
+        if pid_ns == host_pid_ns and group in sandboxed_groups:
+            continue
+        runs[key] = cwd
+        commands.setdefault(key, set()).add(command.split("-", 1)[0])
+    if agents_only:
+        return {key: cwd for key, cwd in runs.items() if not commands[key] <= GIT_COMMANDS}
     return runs

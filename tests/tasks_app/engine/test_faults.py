@@ -91,7 +91,8 @@ class CliSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.05):
-            self.samples.append([cwd.name for cwd in cli_groups_in(self.root).values()])
+            runs = cli_groups_in(self.root, agents_only=True)
+            self.samples.append([cwd.name for cwd in runs.values()])
 
 
 def test_12_tasks_of_3_users_respect_concurrency_4_and_2_per_user(
