@@ -35,8 +35,8 @@ class Sizes:
     runner_repeats: int = 3
     rss_warmup: int = 50
     rss_checkpoints: tuple[int, int] = (100, 1000)
-    gateway_streams: int = 3
-    gateway_deltas: int = 100
+    gateway_streams: int = 4
+    gateway_deltas: int = 150
     workspace_files: int = 20_000
     workspace_commits: int = 300
 
@@ -58,7 +58,7 @@ class Sizes:
             runner_repeats=2,
             rss_warmup=10,
             rss_checkpoints=(20, 200),
-            gateway_streams=1,
+            gateway_streams=2,
             gateway_deltas=60,
             workspace_files=5_000,
             workspace_commits=50,

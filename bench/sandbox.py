@@ -166,26 +166,28 @@ def run(ctx: Context) -> BenchResult:
     sizes = ctx.sizes
     prompt = fake_cli.prompt(lines=1)
     starts: dict[str, list[float]] = {}
-    latencies: dict[str, list[float]] = {}
+    latencies: dict[str, list[float]] = {"on": [], "off": []}
     stored: dict[str, list[float]] = {"on": [], "off": []}
     memory: dict[str, dict[str, Any]] = {}
     for mode in ("off", "on"):
-        # A fake per mode: releasing a held reply (the memory figure) also drops the pace
-        # of every later reply.
-        with FakeAnthropic() as fake:
-            with ctx.services(f"bench-sandbox-{mode}", 4, {"AGENT_SANDBOX": mode}) as services:
-                starts[mode] = post_to_cli_start(ctx, services, prompt).total
-            env = real_cli_env(fake.base_url, mode)
-            with ctx.services(f"bench-gateway-{mode}", 1, env) as services:
-                stream_once(ctx, services, fake, 20, [])  # warm-up
-                latencies[mode] = [
-                    latency
-                    for _ in range(sizes.gateway_streams)
-                    for latency in stream_once(
+        with ctx.services(f"bench-sandbox-{mode}", 4, {"AGENT_SANDBOX": mode}) as services:
+            starts[mode] = post_to_cli_start(ctx, services, prompt).total
+    # Rounds alternate the modes (off, on, then on, off, ...) so that a slower or faster
+    # spell of the machine weighs on both alike.
+    rounds = sizes.gateway_streams
+    for index in range(rounds):
+        for mode in ("off", "on") if index % 2 == 0 else ("on", "off"):
+            # A fake per stack: releasing a held reply (the memory figure) also drops the
+            # pace of every later reply.
+            with FakeAnthropic() as fake:
+                env = real_cli_env(fake.base_url, mode)
+                with ctx.services(f"bench-gateway-{mode}-{index}", 1, env) as services:
+                    stream_once(ctx, services, fake, 20, [])  # warm-up
+                    latencies[mode] += stream_once(
                         ctx, services, fake, sizes.gateway_deltas, stored[mode]
                     )
-                ]
-                memory[mode] = held_run_memory(ctx, services, fake)
+                    if index == rounds - 1:
+                        memory[mode] = held_run_memory(ctx, services, fake)
     start_on, start_off = summarize_ms(starts["on"]), summarize_ms(starts["off"])
     gate_on, gate_off = summarize_ms(latencies["on"]), summarize_ms(latencies["off"])
     overhead = start_on.p50 - start_off.p50
