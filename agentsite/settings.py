@@ -82,6 +82,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "tasks_app.context_processors.model_api",
             ],
         },
     },
@@ -140,6 +141,12 @@ AGENT_REDISPATCH_AFTER_S = env.float("AGENT_REDISPATCH_AFTER_S", default=30.0)
 # An accepted GitHub delivery still unprocessed after this gets a fresh job.
 AGENT_DELIVERY_REDISPATCH_AFTER_S = env.float("AGENT_DELIVERY_REDISPATCH_AFTER_S", default=600.0)
 AGENT_RETRY_BACKOFF_S = env.float("AGENT_RETRY_BACKOFF_S", default=10.0)
+# Model API circuit breaker (services/model_breaker.py): this many attempts failing for
+# the model's sake (429, 5xx, 529) within the window, across workers, stop all claims
+# for the cool-down; then one probe task decides.
+AGENT_MODEL_BREAKER_THRESHOLD = env.int("AGENT_MODEL_BREAKER_THRESHOLD", default=5)
+AGENT_MODEL_BREAKER_WINDOW_S = env.float("AGENT_MODEL_BREAKER_WINDOW_S", default=60.0)
+AGENT_MODEL_BREAKER_COOLDOWN_S = env.float("AGENT_MODEL_BREAKER_COOLDOWN_S", default=30.0)
 AGENT_RETRY_BACKOFF_MAX_S = env.float("AGENT_RETRY_BACKOFF_MAX_S", default=600.0)
 AGENT_STOP_GRACE_S = env.float("AGENT_STOP_GRACE_S", default=1.5)
 # SIGTERM to a worker: running CLIs may finish for this long, then are handed back.

@@ -27,6 +27,9 @@ TASKS_FINISHED = Counter(
     "agentsite_tasks_finished", "Tasks that reached a terminal status.", ["status"]
 )
 TASK_RETRIES = Counter("agentsite_task_retries", "Attempts that ended in a retry.", ["reason"])
+MODEL_BREAKER_TRIPS = Counter(
+    "agentsite_model_breaker_trips", "Times the model API circuit breaker opened."
+)
 DEAD_LETTERS = Counter("agentsite_dead_letters", "Tasks and jobs that became dead letters.")
 COST_USD = Counter("agentsite_cost_usd", "Money spent on the model API, in USD.")
 RUN_SECONDS = Histogram(

@@ -11,7 +11,14 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
 from tasks_app import worker  # noqa: F401 - connects the worker's process signals
-from tasks_app.services import dead_letters, github_jobs, maintenance, sandboxing
+from tasks_app.services import (
+    dead_letters,
+    dispatch,
+    github_jobs,
+    maintenance,
+    model_breaker,
+    sandboxing,
+)
 from tasks_app.services.claims import claim_next_task
 from tasks_app.services.dispatch import PROCESS_DELIVERY, REPORT_OUTCOME, RUN_NEXT_TASK
 from tasks_app.services.execution import execute_claimed_task
@@ -30,8 +37,13 @@ def run_next_agent_task(self: Any) -> int | None:
     """
     if not sandboxing.can_claim():
         return None  # the task stays queued for a worker that can sandbox it
+    permitted, wait_s = model_breaker.claim_permit()
+    if not permitted:  # the model API is down: tasks wait queued, attempts kept
+        dispatch.publish_wakeup(countdown=wait_s)
+        return None
     task = claim_next_task(worker=self.request.hostname or "unknown")
     if task is None:
+        model_breaker.probe_done()
         return None
     execute_claimed_task(task)
     return task.pk

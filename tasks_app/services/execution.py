@@ -27,7 +27,7 @@ from cli_exec.sandbox import SandboxRun, SandboxStartError, SandboxUnavailable
 from tasks_app import selectors
 from tasks_app.metrics import CLI_PROCESSES
 from tasks_app.models import Task, TaskStatus
-from tasks_app.services import outcomes, sandboxing, transcripts, workspaces
+from tasks_app.services import model_breaker, outcomes, sandboxing, transcripts, workspaces
 from tasks_app.services.cli_binary import resolve_cli
 from tasks_app.services.events import NewEvent, StreamOwnershipLost, append_events
 from tasks_app.services.monitor import AttemptMonitor, StopCause
@@ -38,6 +38,13 @@ log = structlog.get_logger(__name__)
 MAX_EVENTS_PER_INSERT = 500
 CLI_PATH = "/usr/local/bin:/usr/bin:/bin"
 BWRAP_ERROR = "bwrap: "
+MODEL_KINDS = frozenset({EventKind.TEXT, EventKind.TOOL_USE})
+
+
+def from_the_model(event: CliEvent) -> bool:
+    """Said by the model API itself: its messages carry its "msg_…" ids (the CLI's own
+    stand-ins, such as its API error messages, do not)."""
+    return event.kind in MODEL_KINDS and str(event.payload.get("message_id", "")).startswith("msg_")
 
 
 def known_secrets() -> list[str]:
@@ -124,8 +131,13 @@ class EventWriter:
     task: Task
     attempt: int
     held_back: list[NewEvent] = field(default_factory=list)
+    model_answered: bool = False
 
     def write(self, events: list[CliEvent]) -> None:
+        if not self.model_answered and any(from_the_model(e) for e in events):
+            # The model API answers: a breaker's probe needs to wait for nothing more.
+            self.model_answered = True
+            model_breaker.model_answered_now()
         live: list[NewEvent] = []
         for event in events:
             new = NewEvent(event.kind.value, event.payload)
@@ -173,7 +185,7 @@ class AttemptEnd:
     summary: RunSummary
     final_events: list[NewEvent] = field(default_factory=list)
     exit_code: int | None = None
-    handed_back: bool = False
+    handed_back: str = ""  # why the attempt goes back to the queue unused; "" if not
     finished_at: datetime | None = None
 
 
@@ -191,6 +203,8 @@ def execute_claimed_task(task: Task) -> TaskStatus | None:
     if ended is None:
         log.warning("attempt_lost_ownership")
         return None
+    if model_breaker.record(ended.summary) and not ended.handed_back:
+        ended = replace(ended, handed_back="the model API is unavailable (circuit breaker open)")
     # Recorded only now: the run's processes, sandbox, sockets and token are gone, so
     # whoever sees the task finished sees nothing of it still running.
     return outcomes.finish_attempt(
@@ -323,7 +337,11 @@ def run_attempt(
         summary,
         final_events=writer.held_back,
         exit_code=outcome.exit_code,
-        handed_back=cause is StopCause.DRAIN and summary.verdict is not Verdict.SUCCEEDED,
+        handed_back=(
+            "the worker is shutting down"
+            if cause is StopCause.DRAIN and summary.verdict is not Verdict.SUCCEEDED
+            else ""
+        ),
         finished_at=timezone.now(),
     )
 

@@ -84,13 +84,13 @@ def _result_fields(summary: RunSummary, exit_code: int | None) -> dict[str, obje
 
 
 def _plan(
-    task: Task, attempt: int, summary: RunSummary, handed_back: bool, now: datetime
+    task: Task, attempt: int, summary: RunSummary, handed_back: str, now: datetime
 ) -> tuple[TaskStatus, dict[str, object], str, float | None]:
     """(status, extra fields, reason, retry delay) for how this attempt ended."""
     if handed_back:
         # Not the task's fault: this attempt does not count against its budget.
         extra = {"max_attempts": F("max_attempts") + 1, "run_after": None, "dispatched_at": now}
-        return TaskStatus.QUEUED, extra, "handed back: the worker is shutting down", 0.0
+        return TaskStatus.QUEUED, extra, f"handed back: {handed_back}", 0.0
     if summary.verdict is not Verdict.TRANSIENT:
         return FINAL_STATUS[summary.verdict], {}, "", None
     if attempt < task.max_attempts:
@@ -108,7 +108,7 @@ def finish_attempt(
     summary: RunSummary,
     final_events: Sequence[NewEvent],
     exit_code: int | None = None,
-    handed_back: bool = False,
+    handed_back: str = "",
     finished_at: datetime | None = None,
 ) -> TaskStatus | None:
     """Record how `attempt` ended; returns the new status, or None if it lost the task."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
@@ -11,7 +12,7 @@ from django.db import connection
 from kombu import Connection
 
 from cli_exec.sandbox import SandboxUnavailable
-from tasks_app.services import sandboxing
+from tasks_app.services import model_breaker, sandboxing
 from tasks_app.services.cli_binary import cli_version
 
 CHECK_TIMEOUT_S = 2.0
@@ -64,12 +65,22 @@ def check_sandbox() -> str:
     return status.detail
 
 
+def check_model_api() -> str:
+    """Informational: a degraded model API holds tasks back but the service is ready."""
+    since = model_breaker.state().degraded_since
+    if since is None:
+        return "circuit breaker closed"
+    when = datetime.fromtimestamp(since, tz=UTC).isoformat(timespec="seconds")
+    return f"model API degraded since {when}: workers hold queued tasks back"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "database": check_database,
     "redis": check_redis,
     "broker": check_broker,
     "cli": check_cli,
     "sandbox": check_sandbox,
+    "model_api": check_model_api,
 }
 
 

@@ -133,6 +133,7 @@ class FakeAnthropic:
         )
         self.base_url = self._server.base_url
         self._closed = False
+        self._outage: tuple[Step, float] | None = None  # (answer, until time.monotonic())
 
     def __enter__(self) -> FakeAnthropic:
         return self
@@ -185,6 +186,12 @@ class FakeAnthropic:
                 "side_total": len(self._side),
             }
 
+    def outage(self, step: Step, for_s: float) -> None:
+        """For the next `for_s` seconds every main request gets `step` (an Error: the
+        model API down), whatever its script; scripts resume afterwards."""
+        with self._lock:
+            self._outage = (step, time.monotonic() + for_s)
+
     def release(self) -> None:
         """Let every Hang() step, current and future, finish with an end_turn text, and send
         the rest of every slow Text() without its delays."""
@@ -223,6 +230,8 @@ class FakeAnthropic:
             marker = self._match(messages) if main else None
             if not main:
                 step: Step = SIDE_REPLY
+            elif self._outage is not None and time.monotonic() < self._outage[1]:
+                step = self._outage[0]
             elif marker is None:
                 step = Text(f"fake reply: {last_user_text(messages)[:40]}")
             else:

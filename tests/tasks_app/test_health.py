@@ -17,7 +17,7 @@ def test_readyz_is_200_when_every_dependency_answers(client):
     body = response.json()
     assert response.status_code == 200, body
     assert body["failing"] == []
-    assert set(body["checks"]) == {"database", "redis", "broker", "cli", "sandbox"}
+    assert set(body["checks"]) == {"database", "redis", "broker", "cli", "sandbox", "model_api"}
     assert "Claude Code" in body["checks"]["cli"]["detail"]
 
 
