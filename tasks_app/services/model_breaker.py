@@ -71,7 +71,9 @@ def claim_permit() -> tuple[bool, float]:
     if current.open_until is not None and now < current.open_until:
         return False, current.open_until - now
     try:
-        ttl = max(1, int(settings.AGENT_TASK_TIMEOUT_S + settings.AGENT_MODEL_BREAKER_COOLDOWN_S))
+        # A probe either hears the model (closing the breaker) or fails within seconds;
+        # one whose worker died frees the way after this, not after a whole task.
+        ttl = max(1, int(settings.AGENT_STALE_AFTER_S + settings.AGENT_MODEL_BREAKER_COOLDOWN_S))
         if get_redis().set(PROBE, uuid.uuid4().hex, nx=True, ex=ttl):
             log.info("model_breaker_probe")
             return True, 0.0
