@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from rest_framework.test import APIClient
 
+from tasks_app.services import model_breaker
 from tasks_app.services.tokens import api_token_create
 from tests.factories import make_user
 
@@ -25,6 +26,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def clean_redis() -> None:
     """Start from an empty Redis DB: no throttle counters, flags or messages of old runs."""
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture(autouse=True)
+def closed_model_breaker() -> None:
+    """Each test meets a model API the service trusts: model failures of earlier tests
+    (the breaker counts them across workers for a minute) must not open it here."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"{model_breaker.PREFIX}*"))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture

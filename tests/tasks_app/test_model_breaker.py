@@ -8,6 +8,8 @@ from dataclasses import replace
 import pytest
 import redis
 from django.test import override_settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from cli_exec.claude import Verdict
 from tasks_app.services import model_breaker
@@ -20,15 +22,13 @@ OTHER_TRANSIENT = refusal("The sandbox could not be started.", transient=True)
 
 
 @pytest.fixture(autouse=True)
-def closed_breaker():
-    model_breaker.model_answered_now()
+def fast_breaker():
     with override_settings(
         AGENT_MODEL_BREAKER_THRESHOLD=3,
         AGENT_MODEL_BREAKER_WINDOW_S=60,
         AGENT_MODEL_BREAKER_COOLDOWN_S=0.3,
     ):
         yield
-    model_breaker.model_answered_now()
 
 
 def test_failures_below_the_threshold_count_as_usual_and_the_next_one_opens_it():
@@ -64,7 +64,7 @@ def test_after_the_cool_down_one_probe_decides():
 
 
 def test_without_redis_everything_goes_through(monkeypatch):
-    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    unreachable = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     monkeypatch.setattr(model_breaker, "get_redis", lambda: unreachable)
     assert model_breaker.claim_permit() == (True, 0.0)
     assert model_breaker.record(OVERLOADED) is False

@@ -18,13 +18,6 @@ OUTAGE_S = 30
 TASKS = 20
 
 
-@pytest.fixture(autouse=True)
-def closed_breaker():
-    model_breaker.model_answered_now()
-    yield
-    model_breaker.model_answered_now()
-
-
 def test_a_529_outage_holds_20_tasks_back_and_none_becomes_a_dead_letter(
     fake_model, owner, workspace_root
 ):
