@@ -152,8 +152,14 @@ def test_sigterm_lets_short_tasks_finish_and_hands_long_ones_back(
     with celery_worker(env, concurrency=2) as draining_worker:
         short = task_create(owner=owner, prompt="[short] quick", source=Source.API)
         long = task_create(owner=other_user, prompt="[long] slow", source=Source.API)
-        running_cli_pid(short.pk)
         long_pid = running_cli_pid(long.pk)
+        # Both CLIs talk to the model before the stop: the short one's answer then takes
+        # under a second, well inside the grace, however long the CLIs took to start.
+        wait_until(
+            lambda: fake_model.requests("[short]") and fake_model.requests("[long]"),
+            60,
+            "both tasks' model requests",
+        )
         os.kill(draining_worker.pid, signal.SIGTERM)
         assert wait_for_status(short.pk, S.terminal()).status == S.SUCCEEDED
         assert wait_for_status(long.pk, [S.QUEUED], timeout_s=30)
