@@ -73,30 +73,25 @@ if [ -n "$1" ]; then
     printf '%s\\n' "$1" > .git/objects/info/alternates
 fi
 """
-
-
-def ensure_repository(git: Git, workspace: Path, *, objects: Path | None) -> None:
-    """A repository at the top of `workspace`, borrowing `objects` when given."""
-    argv = ["sh", "-c", _ENSURE_REPOSITORY, "sh", str(objects) if objects else ""]
-    git.run(argv, cwd=workspace)
-
-
-_CHECK_OUT = (
-    _ENSURE_REPOSITORY
-    + """
-git checkout -q --force -B "$2" "$3"
+# The workspace on "$branch" at "$start", dropping whatever a killed attempt left behind
+# (a forced checkout resets the index and the tracked files; clean the rest).
+_RESET = """
+git checkout -q --force -B "$branch" "$start"
 git clean -q -ffdx
+"""
+
+_SET_ORIGIN = """
 if [ -n "$4" ]; then git remote set-url origin "$4" 2>/dev/null || git remote add origin "$4"; fi
 """
-)
+_CHECK_OUT = _ENSURE_REPOSITORY + 'branch="$2"; start="$3"' + _RESET + _SET_ORIGIN
 
 
 def check_out(
     git: Git, workspace: Path, *, objects: Path, branch: str, start: str, origin: str = ""
 ) -> None:
-    """ensure_repository and reset_to in one confined start, and the remote: the workspace on
-    `branch` at `start` (in the mirror `objects` borrows from), nothing a killed attempt
-    left, and `origin` the remote the agent sees (without credentials)."""
+    """In one confined start: the workspace a repository (made if missing) on `branch`
+    at `start` (in the mirror `objects` borrows from), nothing a killed attempt left, and
+    `origin` the remote the agent sees (without credentials)."""
     argv = ["sh", "-c", _CHECK_OUT, "sh", str(objects), branch, start, origin]
     git.run(argv, cwd=workspace)
 
@@ -108,20 +103,9 @@ def fetch(git: Git, workspace: Path, source: str, refs: dict[str, str]) -> None:
         git("fetch", "-q", "--no-tags", "--no-write-fetch-head", source, *specs, cwd=workspace)
 
 
-def heads(git: Git, workspace: Path, source: str) -> dict[str, str]:
-    """Branch name → sha of a local repository or bundle."""
-    found: dict[str, str] = {}
-    for line in git("ls-remote", "--heads", source, cwd=workspace).splitlines():
-        sha, _, ref = line.partition("\t")
-        if ref.startswith("refs/heads/"):
-            found[ref.removeprefix("refs/heads/")] = sha
-    return found
-
-
 def reset_to(git: Git, workspace: Path, branch: str, start: str) -> None:
-    """Check out `branch` at `start`, dropping whatever a killed attempt left behind
-    (a forced checkout resets the index and the tracked files; clean the rest)."""
-    script = 'set -e; git checkout -q --force -B "$1" "$2"; git clean -q -ffdx'
+    """Check out `branch` at `start`, dropping whatever a killed attempt left behind."""
+    script = 'set -e; branch="$1"; start="$2"' + _RESET
     git.run(["sh", "-c", script, "sh", branch, start], cwd=workspace)
 
 
@@ -155,22 +139,16 @@ RESTORE = "restore"
 _CHECK_OUT_SAVED = (
     _ENSURE_REPOSITORY
     + f"""
-start="$2"
+start="$2"; branch="$3"
 if [ -z "$start" ] || ! git cat-file -e "$start^{{commit}}" 2>/dev/null; then
     initial=$({_INITIAL_COMMIT})
     if [ -n "$start" ] && [ "$start" != "$initial" ]; then echo {RESTORE}; exit 0; fi
     start="$initial"
 fi
-git checkout -q --force -B "$3" "$start"
-git clean -q -ffdx
-echo "$start"
 """
+    + _RESET
+    + 'echo "$start"\n'
 )
-
-
-def initial_commit(git: Git, workspace: Path) -> str:
-    """The empty root commit every repository-less session starts from."""
-    return git.run(["sh", "-c", _INITIAL_COMMIT], cwd=workspace).strip()
 
 
 def check_out_saved(git: Git, workspace: Path, *, saved: str, branch: str) -> str | None:
@@ -179,14 +157,6 @@ def check_out_saved(git: Git, workspace: Path, *, saved: str, branch: str) -> st
     out = git.run(["sh", "-c", _CHECK_OUT_SAVED, "sh", "", saved, branch], cwd=workspace)
     start = out.strip().splitlines()[-1] if out.strip() else ""
     return None if start == RESTORE else start
-
-
-def has_commit(git: Git, workspace: Path, sha: str) -> bool:
-    try:
-        git("cat-file", "-e", f"{sha}^{{commit}}", cwd=workspace)
-    except GitError:
-        return False
-    return True
 
 
 # One confined start for the whole commit: stage everything, commit when anything is

@@ -52,13 +52,9 @@ def mirror(tmp_path: Path, remote: Path) -> Path:
 def checkout(tmp_path: Path, mirror: Path, name: str, branch: str = "agentsite/1-fix") -> Path:
     workspace = tmp_path / name
     workspace.mkdir(exist_ok=True)
-    ws.ensure_repository(git, workspace, objects=mirror / "objects")
-    found = ws.heads(git, workspace, str(mirror))
-    start_ref = branch if branch in found else "main"
-    ws.fetch(
-        git, workspace, str(mirror), {f"refs/heads/{start_ref}": f"refs/remotes/origin/{start_ref}"}
-    )
-    ws.reset_to(git, workspace, branch, found[start_ref])
+    found = mirrors.refs(git, mirror)
+    start = found.get(f"refs/heads/{branch}") or found["refs/heads/main"]
+    ws.check_out(git, workspace, objects=mirror / "objects", branch=branch, start=start)
     return workspace
 
 
@@ -86,7 +82,7 @@ def test_a_directory_without_a_repository_is_cleared_and_made_one(tmp_path, mirr
     workspace.mkdir()
     (workspace / "stray.txt").write_text("left over")
     (workspace / ".hidden").mkdir()
-    ws.ensure_repository(git, workspace, objects=None)
+    ws.check_out_saved(git, workspace, saved="", branch="main")
     assert sorted(p.name for p in workspace.iterdir()) == [".git"]
 
 
