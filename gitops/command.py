@@ -131,7 +131,7 @@ class HostRunner:
         input_bytes: bytes | None,
         timeout_s: float,
     ) -> subprocess.CompletedProcess[bytes]:
-        argv, become = _as_user(list(argv), self.user)
+        argv, become = as_user(list(argv), self.user)
         return subprocess.run(  # noqa: S603 - argv of our own making, no shell
             argv,
             cwd=cwd,
@@ -144,16 +144,22 @@ class HostRunner:
         )
 
 
-def _as_user(argv: list[str], user: GitUser | None) -> tuple[list[str], dict[str, Any]]:
-    """(argv, Popen arguments) that run argv as `user`: through setpriv when there is one,
-    since Popen's user= costs a full fork of the (large) worker per call, not a vfork."""
-    if user is None:
+def as_user(
+    argv: list[str], user: GitUser | None, *, die_with_caller: bool = False
+) -> tuple[list[str], dict[str, Any]]:
+    """(argv, Popen arguments) that run argv as `user` and, with `die_with_caller`, killed
+    when the calling thread ends. Through setpriv when there is one: Popen's user= or a
+    preexec_fn costs a full fork of the (large) worker per call instead of a vfork, and
+    setpriv arms the death signal after changing user (which would clear it)."""
+    if user is None and not die_with_caller:
         return argv, {}
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        return argv, {"user": user.uid, "group": user.gid, "extra_groups": []}
-    who = [f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
-    return [setpriv, *who, "--", *argv], {}
+        become = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+        return argv, become
+    who = [f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"] if user else []
+    death = ["--pdeathsig", "KILL"] if die_with_caller else []
+    return [setpriv, *who, *death, "--", *argv], {}
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,14 @@ hooks, filters and symlinks), which must never run with the worker's view of the
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cli_exec.sandbox import layout
 from cli_exec.sandbox.run import SandboxConfig
+from gitops.command import GitUser, as_user
 
 
 @dataclass(frozen=True)
@@ -51,18 +50,12 @@ class IsolatedRunner:
         timeout_s: float,
     ) -> subprocess.CompletedProcess[bytes]:
         host_user = self.config.host_user
-        command = self.argv(argv, cwd)
         # bwrap dies with this worker (the sandbox dies with bwrap: --die-with-parent).
-        # setpriv becomes the sandbox's user and then arms that (a credential change
-        # clears it), without Popen's user= or a preexec_fn: either costs a full fork of
-        # the worker per call instead of a vfork.
-        setpriv = shutil.which("setpriv")
-        become: dict[str, Any] = {}
-        if setpriv is not None:
-            who = credential_args(*host_user) if host_user else []
-            command = [setpriv, *who, "--pdeathsig", "KILL", "--", *command]
-        elif host_user is not None:
-            become = {"user": host_user[0], "group": host_user[1], "extra_groups": []}
+        command, become = as_user(
+            self.argv(argv, cwd),
+            GitUser(*host_user) if host_user else None,
+            die_with_caller=True,
+        )
         return subprocess.run(  # noqa: S603 - our own argv
             command,
             cwd="/",
@@ -74,8 +67,3 @@ class IsolatedRunner:
             start_new_session=True,
             **become,
         )
-
-
-def credential_args(uid: int, gid: int) -> list[str]:
-    """setpriv's arguments to become `uid`:`gid` with no supplementary groups."""
-    return [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
