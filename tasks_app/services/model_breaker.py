@@ -48,10 +48,6 @@ def model_unavailable(summary: RunSummary) -> bool:
     return summary.verdict is Verdict.TRANSIENT and summary.api_error_status is not None
 
 
-def model_answered(summary: RunSummary) -> bool:
-    return summary.verdict is Verdict.SUCCEEDED
-
-
 def state() -> BreakerState:
     try:
         since, until = get_redis().mget(SINCE, OPEN_UNTIL)
@@ -93,13 +89,13 @@ def probe_done() -> None:
 def record(summary: RunSummary) -> bool:
     """Count the attempt's verdict on the model API; True when it failed for the model's
     sake while the breaker is (or now becomes) open: hand it back, attempt unused."""
-    try:
-        if model_unavailable(summary):
+    if summary.verdict is Verdict.SUCCEEDED:
+        model_answered_now()
+    elif model_unavailable(summary):
+        try:
             return _record_failure()
-        if model_answered(summary):
-            _close()
-    except RedisError as exc:
-        log.warning("model_breaker_unavailable", error=str(exc))
+        except RedisError as exc:
+            log.warning("model_breaker_unavailable", error=str(exc))
     return False
 
 
