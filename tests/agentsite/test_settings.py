@@ -39,3 +39,13 @@ def test_production_without_secret_key_refuses_to_start():
 def test_development_defaults_work_with_no_variables():
     done = manage("check", env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
+
+
+def test_the_agent_sandbox_is_on_unless_turned_off():
+    show = "from django.conf import settings; print(settings.AGENT_SANDBOX)"
+    done = manage("shell", "-c", show, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "on"
+    refused = manage("check", env={"PATH": "/usr/bin:/bin", "AGENT_SANDBOX": "maybe"})
+    assert refused.returncode != 0
+    assert "AGENT_SANDBOX must be on or off" in refused.stderr
