@@ -2,11 +2,14 @@
 by the fake GitHub over smart HTTP with a token, as the worker meets a real one.
 
 - prepare: a task's workspace made ready from the machine's mirror, as the worker does
-  it (services.workspaces.checkout: mirror refresh under its lock, then the checkout by
-  git confined in a sandbox): for a follow-up after a committed attempt (the workspace
-  is used in place, as the worker marked it clean), for a retry after a killed attempt
-  (a forced checkout and clean of the existing workspace) and for a session's first
-  task (a new workspace); baseline: a plain `git clone` of the same remote.
+  it (services.workspaces.checkout: mirror refresh under its lock, then the workspace):
+  for a follow-up after a committed attempt (the workspace is used in place, as the
+  worker marked it clean), for a retry after a killed attempt and for a session's first
+  task (both take the repository's spare checkout, made again while the attempt runs:
+  services.workspaces.spares); baseline: a plain `git clone` of the same remote. Shown
+  beside them, without a goal: the first workspace of a repository on a machine (the
+  mirror's first fetch, then a checkout by git confined in a sandbox) and a new
+  workspace while the spare is taken (a checkout from the mirror).
 - disk: what one more workspace costs on disk (its objects are the mirror's), against
   the plain clone's.
 - publish: commit and push of a 10-file change (sandboxed commit, bundle into the
@@ -20,6 +23,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -28,7 +34,7 @@ from bench.report import BenchResult, Figure
 from bench.stats import median
 from cli_exec.sandbox import ResourceLimits, SandboxConfig, detect_limits
 from cli_exec.sandbox.isolated import IsolatedRunner
-from gitops import Author, Git, GitAuth, HostRunner
+from gitops import Author, Git, GitAuth, GitUser, HostRunner, spare
 from gitops import mirror as mirrors
 from gitops import workspace as ws
 from tests.fakes.github_api import FakeGitHub
@@ -42,6 +48,9 @@ GOAL_PREPARE_S = 1.0
 GOAL_PUBLISH_S = 1.0
 SANDBOX_USER = (64100, 64100)
 AGENT = Author("Agentsite", "agentsite@localhost")
+BRANCH = "agentsite/1-bench"
+ROUNDS = 5
+SETTLE_S = 1.0  # after the flush, for the disk's own queue (a VM's disk lags behind)
 
 
 def generate(fake: FakeGitHub, files: int, commits: int) -> None:
@@ -68,18 +77,33 @@ def sandbox_config() -> SandboxConfig | None:
                          detect_limits())  # fmt: skip
 
 
-def workspace_git(config: SandboxConfig | None, workspace: Path, mirror: Path) -> Git:
-    if config is None:
-        return Git(HostRunner())
-    return Git(IsolatedRunner(config, (workspace,), (mirror,)))
+def worker_machine(config: SandboxConfig | None, root: Path) -> Machine:
+    mirror = root / ".mirrors" / "bench--monorepo.git"
+    user = GitUser(*config.host_user) if config is not None and config.host_user else None
+
+    def workspace_git(workspace: Path) -> Git:
+        if config is None:
+            return Git(HostRunner())
+        return Git(IsolatedRunner(config, (workspace,), (mirror,)))
+
+    spares = spare.Spares(root / ".spares", "bench--monorepo")
+    host = Git(HostRunner(), {"core.hooksPath": "/dev/null"})
+    return Machine(workspace_git, host, Git(HostRunner(user)), spares, mirror, user)
 
 
-def own(path: Path, config: SandboxConfig | None) -> None:
+def new_workspace(root: Path, config: SandboxConfig | None, name: str) -> Path:
+    workspace = root / name
+    workspace.mkdir(parents=True)
     if config is not None and config.host_user is not None:
-        os.chown(path, *config.host_user)
+        os.chown(workspace, *config.host_user)
+    return workspace
 
 
 def timed(action) -> float:  # noqa: ANN001 - any callable
+    # Earlier steps' writes flushed first: git fsyncs what it commits, and an fsync behind
+    # hundreds of MB of another step's dirty pages measures the disk's backlog instead.
+    os.sync()
+    time.sleep(SETTLE_S)
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
@@ -90,19 +114,42 @@ def plain_clone(url: str, auth: GitAuth, target: Path) -> float:
                                            auth=auth))  # fmt: skip
 
 
-def prepare(
-    git: Git, host: Git, mirror: Path, url: str, auth: GitAuth, workspace: Path, *, clean: bool
-) -> None:
+@dataclass(frozen=True)
+class Machine:
+    """One worker machine's git: confined in workspaces, its own for mirrors and spares."""
+
+    workspace_git: Callable[[Path], Git]
+    host: Git
+    host_as_user: Git  # the worker's git as the sandbox's user
+    spares: spare.Spares
+    mirror: Path
+    user: GitUser | None
+
+
+def prepare(machine: Machine, url: str, auth: GitAuth, workspace: Path, *, clean: bool) -> None:
     """What the worker does before an attempt (services.workspaces.checkout); `clean`: the
     workspace stands as the worker committed it, at the branch's head (no checkout)."""
-    with mirrors.locked(mirror):
-        mirrors.ensure(host, mirror)
-        mirrors.refresh(host, mirror, url, auth, {"refs/heads/*": "refs/heads/*"})
+    mirror, host = machine.mirror, machine.host
+    with ThreadPoolExecutor(max_workers=1) as aside:
+        adopting = None
+        if not clean and spare.take(machine.spares, workspace):
+            adopting = aside.submit(spare.adopt, machine.host_as_user, workspace, branch=BRANCH)
+        with mirrors.locked(mirror):
+            mirrors.ensure(host, mirror)
+            mirrors.refresh(host, mirror, url, auth, {"refs/heads/*": "refs/heads/*"})
+        stands_at = adopting.result() if adopting else None
     start = mirrors.refs(host, mirror)["refs/heads/main"]
-    if not clean:
-        ws.check_out(
-            git, workspace, objects=mirror / "objects", branch="agentsite/1-bench", start=start
-        )
+    if not clean and stands_at != start:
+        ws.check_out(machine.workspace_git(workspace), workspace, objects=mirror / "objects",
+                     branch=BRANCH, start=start)  # fmt: skip
+
+
+def replenish(machine: Machine, url: str) -> None:
+    """What the worker does while an attempt runs (services.workspaces.spares)."""
+    start = mirrors.refs(machine.host, machine.mirror)["refs/heads/main"]
+    git = machine.workspace_git(machine.spares.building)
+    spare.replenish(git, machine.spares, objects=machine.mirror / "objects",
+                    start=start, origin=url, user=machine.user)  # fmt: skip
 
 
 def disk_bytes(path: Path) -> int:
@@ -121,23 +168,31 @@ def run(ctx: Context) -> BenchResult:
             generate(fake, sizes.workspace_files, sizes.workspace_commits)
             url = f"{fake.base_url}/{REPO}.git"
             auth = GitAuth(url, TOKEN)
-            clones = [plain_clone(url, auth, scratch / f"clone{i}") for i in range(3)]
-            mirror = scratch / "root" / ".mirrors" / "bench--monorepo.git"
+            clones = []
+            machine = worker_machine(config, scratch / "root")
             firsts, follow_ups, retries = [], [], []
-            for i in range(3):
-                workspace = scratch / "root" / f"session{i}"
-                workspace.mkdir(parents=True)
-                own(workspace, config)
-                git = workspace_git(config, workspace, mirror)
+            workspace_at = partial(new_workspace, scratch / "root", config)
+            machine_first = timed(partial(prepare, machine, url, auth, workspace_at("s-first"),
+                                          clean=False))  # fmt: skip
+            without_spare = timed(partial(prepare, machine, url, auth, workspace_at("s-nospare"),
+                                          clean=False))  # fmt: skip
+            replenish(machine, url)
+            # Rounds alternate the baseline with the figures: this machine's disk speed
+            # drifts, and both should meet the same.
+            for i in range(ROUNDS):
+                clones.append(plain_clone(url, auth, scratch / f"clone{i}"))
+                workspace = workspace_at(f"session{i}")
                 for clean, into in ((False, firsts), (True, follow_ups), (False, retries)):
-                    into.append(timed(partial(prepare, git, host, mirror, url, auth, workspace,
+                    into.append(timed(partial(prepare, machine, url, auth, workspace,
                                               clean=clean)))  # fmt: skip
-            clone_s, first_s = median(clones), median(firsts[1:])
+                    replenish(machine, url)  # while the attempt runs
+            clone_s, first_s = median(clones), median(firsts)
             follow_s, retry_s = median(follow_ups), median(retries)
             per_workspace = disk_bytes(scratch / "root" / "session1")
             clone_disk = disk_bytes(scratch / "clone1")
             workspace = scratch / "root" / "session1"
-            git = workspace_git(config, workspace, mirror)
+            git = machine.workspace_git(workspace)
+            mirror = machine.mirror
             publish_s = timed(lambda: publish(git, host, workspace, mirror, url, auth, scratch))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -153,6 +208,18 @@ def run(ctx: Context) -> BenchResult:
             "prepare a new session's workspace, from the mirror (base: git clone)",
             first_s,
             clone_s,
+        ),
+        Figure(
+            "  the same while the spare is taken: a checkout (base: git clone)",
+            without_spare * 1000,
+            clone_s * 1000,
+            "ms",
+        ),
+        Figure(
+            "  a repository's first workspace on a machine: its mirror too (base: git clone)",
+            machine_first * 1000,
+            clone_s * 1000,
+            "ms",
         ),
         Figure(
             "disk per extra workspace (base: a plain clone)",
@@ -174,6 +241,8 @@ def run(ctx: Context) -> BenchResult:
         "first_prepare_s": firsts,
         "follow_up_prepare_s": follow_ups,
         "retry_prepare_s": retries,
+        "without_spare_prepare_s": without_spare,
+        "machine_first_prepare_s": machine_first,
         "workspace_bytes": per_workspace,
         "clone_bytes": clone_disk,
         "publish_s": publish_s,

@@ -246,6 +246,7 @@ def run_sandboxed_attempt(task: Task, attempt: int, budget: Decimal | None) -> A
         except (WorkspaceError, SandboxStartError, SandboxUnavailable, OSError, ValueError) as exc:
             return AttemptEnd(unprepared(exc))
         fill = partial(fill_held, located, sandbox) if sandbox is not None else None
+        stack.enter_context(workspaces.replenishing(located.spare))
         ended = run_attempt(task, attempt, command, sandbox, fill)
     # The sandbox is gone: nothing of the agent runs while its work is committed.
     if ended is not None and ended.summary.verdict is Verdict.SUCCEEDED:

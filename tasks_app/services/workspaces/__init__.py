@@ -8,6 +8,7 @@ from tasks_app.services.workspaces.checkout import (
 )
 from tasks_app.services.workspaces.gitsetup import WorkspaceError
 from tasks_app.services.workspaces.publish import Published, publish_attempt
+from tasks_app.services.workspaces.spares import replenishing
 
 __all__ = [
     "Checkout",
@@ -16,4 +17,5 @@ __all__ = [
     "WorkspaceError",
     "locate_checkout",
     "publish_attempt",
+    "replenishing",
 ]

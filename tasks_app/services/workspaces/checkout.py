@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -14,6 +15,7 @@ import structlog
 
 from gitops import GitError, GitErrorKind
 from gitops import mirror as mirrors
+from gitops import spare as spare_lib
 from gitops import workspace as ws
 from tasks_app.models import AgentSession, Task
 from tasks_app.services import sandboxing
@@ -36,6 +38,7 @@ from tasks_app.services.workspaces.gitsetup import (
     untouched_workspace_git,
     workspace_git,
 )
+from tasks_app.services.workspaces.spares import SpareOrder, spares_for
 
 log = structlog.get_logger(__name__)
 SCRATCH_BRANCH = "main"
@@ -68,6 +71,7 @@ class Located:
     fill: Callable[[], Checkout]
     mirror: Path | None = None
     clone_url: str | None = None
+    spare: SpareOrder | None = None  # the repository's next spare, to make meanwhile
     checkout: Checkout | None = None  # once check_out() succeeded
 
     @property
@@ -147,11 +151,34 @@ def _locate_repository(
             base_branch=session.base_branch, branch=session.branch
         )
     mirror = mirror_path(repository.full_name)
-    refs = dict(BRANCH_REFS)
+    spares = spares_for(repository.full_name)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentsite-adopt") as aside:
+        # A workspace the worker did not leave clean (new, or after a failed or killed
+        # attempt) is replaced by the machine's spare: taken here, before the sandbox binds
+        # the workspace's path, and put on the session's branch while the mirror refreshes.
+        adopting = None
+        if marked is None and spare_lib.take(spares, workspace):
+            adopting = aside.submit(spare_lib.adopt, untouched_workspace_git(), workspace,
+                                    branch=session.branch)  # fmt: skip
+        _refresh_mirror(mirror, info, fork)
+        spare_at = adopting.result() if adopting else None
+    refs = _mirror_refs(mirror)
+    start = _start_of(refs, session, fork)
+    checkout = Checkout(
+        workspace, session.branch, start, repository.full_name, info.clone_url, mirror
+    )
+    at_start = spare_at == start if adopting else marked == (session.branch, start)
+    fill = partial(_repository_checkout, checkout, at_start=at_start)
+    default_tip = refs.get(f"refs/heads/{info.default_branch}")
+    order = SpareOrder(spares, mirror, default_tip, info.clone_url) if default_tip else None
+    return Located(task, workspace, fill, mirror, info.clone_url, order)
+
+
+def _refresh_mirror(mirror: Path, info: RepositoryInfo, fork: PullRequest | None) -> None:
     with mirrors.locked(mirror):
         git = host_git()
         mirrors.ensure(git, mirror)
-        mirrors.refresh(git, mirror, info.clone_url, auth_for(info.clone_url), refs)
+        mirrors.refresh(git, mirror, info.clone_url, auth_for(info.clone_url), BRANCH_REFS)
         if fork is not None:
             # A fork's branch lives in the fork; it is fetched read-only, never pushed.
             mirrors.refresh(
@@ -161,18 +188,13 @@ def _locate_repository(
                 auth_for(fork.head_clone_url),
                 {f"refs/heads/{fork.head_ref}": f"refs/forks/{fork.number}"},
             )
-    start = _start_of(mirror, session, fork)
-    checkout = Checkout(
-        workspace, session.branch, start, repository.full_name, info.clone_url, mirror
-    )
-    fill = partial(_repository_checkout, checkout, skip=marked == (session.branch, start))
-    return Located(task, workspace, fill, mirror, info.clone_url)
 
 
-def _repository_checkout(checkout: Checkout, *, skip: bool) -> Checkout:
-    """The workspace at the start found (unless it stands there, as the worker committed
-    it); the mirror's objects are the workspace's too (alternates): no fetch."""
-    if not skip:
+def _repository_checkout(checkout: Checkout, *, at_start: bool) -> Checkout:
+    """The workspace at the start found (unless it stands there: as the worker committed
+    it, or a spare made there); the mirror's objects are the workspace's too
+    (alternates): no fetch."""
+    if not at_start:
         mirror = checkout.mirror
         assert mirror is not None  # noqa: S101 - a repository's checkout has one
         wgit = workspace_git([checkout.workspace], [mirror])
@@ -182,10 +204,9 @@ def _repository_checkout(checkout: Checkout, *, skip: bool) -> Checkout:
     return checkout
 
 
-def _start_of(mirror: Path, session: AgentSession, fork: PullRequest | None) -> str:
+def _start_of(refs: dict[str, str], session: AgentSession, fork: PullRequest | None) -> str:
     """The sha to start from: the session's branch as pushed, else its base
     (for a fork's pull request, the fork's branch as fetched)."""
-    refs = _mirror_refs(mirror)
     candidates = (
         [f"refs/forks/{fork.number}"]
         if fork is not None

@@ -113,6 +113,49 @@ def test_eight_tasks_on_one_repository_at_once_each_get_their_own_branch(
     git_in(mirror, "fsck", "--strict", "--no-dangling")
 
 
+def mark(spare: Path, name: str) -> Path:
+    """A file in the spare's .git (git ignores it there) to know the spare again by."""
+    marker = spare / ".git" / "test-marker"
+    marker.write_text(name)
+    return marker.relative_to(spare)
+
+
+def test_new_workspaces_take_the_machines_spare_checkout_and_it_is_made_again(
+    fake_model, hosted_github, owner, registered, workspace_root
+):
+    fake_model.script("[spare1]", *bash("echo one > one.txt", "One."))
+    junk = "echo junk > junk && echo two > README.md"
+    fake_model.script(
+        "[spare2]",
+        ToolUse("Bash", {"command": junk, "description": "x"}),
+        Error(400, "invalid_request_error", "scripted failure"),
+        *bash("ls && echo two > two.txt", "Two."),
+    )
+    spare = workspace_root / ".spares" / REPO.replace("/", "--")
+    main_tip = hosted_github.branch_sha(REPO, "main")
+    with celery_worker(git_env(fake_model, hosted_github, workspace_root)):
+        first = run_task(owner, "[spare1] go", repository=REPO)
+        # Made while the first task ran (none existed yet): the default branch, untouched.
+        assert git_in(spare, "rev-parse", "HEAD").strip() == main_tip
+        assert git_in(spare, "status", "--porcelain") == ""
+        marker = mark(spare, "made")
+        failed = run_task(owner, "[spare2] go", repository=REPO)
+        workspace = workspace_root / AgentSession.objects.get(pk=failed.session_id).workspace
+        assert (workspace / marker).read_text() == "made"  # a new session: the spare
+        assert (workspace / "junk").exists()
+        mark(spare, "remade")
+        retried = run_task(owner, "and again", session=failed.session)
+        assert (workspace / marker).read_text() == "remade"  # a retry after a failure: too
+    assert [t.status for t in (first, failed, retried)] == [S.SUCCEEDED, S.FAILED, S.SUCCEEDED]
+    assert retried.base_commit == main_tip and not (workspace / "junk").exists()
+    assert hosted_github.read_file(REPO, retried.branch, "two.txt") == "two\n"
+    assert hosted_github.read_file(REPO, retried.branch, "README.md") != "two\n"
+    assert git_in(workspace, "branch", "--format=%(refname:short)").split() == [retried.branch]
+    # What the taken workspaces held is gone; the next spare stands ready.
+    assert not any((workspace_root / ".spares").glob("*.trash/*"))
+    assert not (spare / marker).exists() and git_in(spare, "status", "--porcelain") == ""
+
+
 def wait_for_main_requests(fake_model, marker: str, count: int) -> None:
     wait_until(lambda: len(fake_model.requests(marker)) >= count, 60, f"request {count}")
 

@@ -1,0 +1,3 @@
+from tests.gitops.repos import mirror, remote
+
+__all__ = ["mirror", "remote"]
