@@ -98,10 +98,10 @@ def replenish(
             os.chown(spares.building, user.uid, user.gid)
         ws.check_out(git, spares.building, objects=objects, branch=SPARE_BRANCH, start=start,
                      origin=origin)  # fmt: skip
-        # The index restated after the files settled: otherwise every entry written in the
-        # index's own timestamp tick stays "racy" and the agent's first `git status`, or
-        # the commit after the attempt, rehashes the whole tree.
-        git("update-index", "-q", "--refresh", cwd=spares.building)
+        # The index rewritten once the files settled, as the agent's first `git status`
+        # would: otherwise that status, or the commit after the attempt, pays for it
+        # (entries written in the index's own timestamp tick are "racy": rehashed).
+        git("status", "--porcelain", cwd=spares.building)
         (spares.building / ".git" / MADE_AT).write_text(f"{start}\n")
         os.rename(spares.building, spares.ready)
         return True
