@@ -136,6 +136,9 @@ AGENT_HEARTBEAT_S = env.float("AGENT_HEARTBEAT_S", default=5.0)
 # A running task whose heartbeat is older than this lost its worker.
 AGENT_STALE_AFTER_S = env.float("AGENT_STALE_AFTER_S", default=60.0)
 AGENT_REAPER_INTERVAL_S = env.float("AGENT_REAPER_INTERVAL_S", default=15.0)
+# Text deltas of tasks finished longer ago than this are dropped (0: kept for ever).
+AGENT_EVENT_RETENTION_DAYS = env.int("AGENT_EVENT_RETENTION_DAYS", default=30)
+AGENT_EVENT_COMPACTION_INTERVAL_S = env.float("AGENT_EVENT_COMPACTION_INTERVAL_S", default=3600.0)
 # Queued tasks older than this get a fresh wake-up when the broker holds too few.
 AGENT_REDISPATCH_AFTER_S = env.float("AGENT_REDISPATCH_AFTER_S", default=30.0)
 # An accepted GitHub delivery still unprocessed after this gets a fresh job.
@@ -221,6 +224,10 @@ CELERY_BEAT_SCHEDULE = {
     "redispatch-stalled-deliveries": {
         "task": "tasks_app.redispatch_stalled_deliveries",
         "schedule": AGENT_REAPER_INTERVAL_S,
+    },
+    "compact-finished-events": {
+        "task": "tasks_app.compact_finished_events",
+        "schedule": AGENT_EVENT_COMPACTION_INTERVAL_S,
     },
 }
 # A message is redelivered only after the longest possible run (plus margin), so a

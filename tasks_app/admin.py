@@ -66,7 +66,13 @@ class TaskAdmin(ReadOnlyAdmin):
         "cost_usd",
         "files_changed",
     ]
-    list_filter = ["status", "source", "owner", ("created", admin.DateFieldListFilter)]
+    list_filter = [
+        "status",
+        "source",
+        "owner",
+        ("created", admin.DateFieldListFilter),
+        ("events_compacted_at", admin.EmptyFieldListFilter),
+    ]
     search_fields = ["=id", "prompt"]
     date_hierarchy = "created"
     list_select_related = ["owner"]
@@ -91,10 +97,16 @@ class TaskAdmin(ReadOnlyAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             ((e.seq, e.kind, str(e.payload)[:200]) for e in reversed(events)),
         )
+        dropped = (
+            f" ({task.events_dropped} text deltas dropped by event retention)"
+            if task.events_compacted_at
+            else ""
+        )
         return format_html(
-            '<p><a href="{}">All {} events (paginated)</a></p><table>{}</table>',
+            '<p><a href="{}">All {} events (paginated)</a>{}</p><table>{}</table>',
             all_url,
-            task.last_seq,
+            task.last_seq - task.events_dropped,
+            dropped,
             rows,
         )
 

@@ -31,6 +31,9 @@ MODEL_BREAKER_TRIPS = Counter(
     "agentsite_model_breaker_trips", "Times the model API circuit breaker opened."
 )
 DEAD_LETTERS = Counter("agentsite_dead_letters", "Tasks and jobs that became dead letters.")
+EVENTS_COMPACTED = Counter(
+    "agentsite_events_compacted", "Text deltas of old tasks dropped by event retention."
+)
 COST_USD = Counter("agentsite_cost_usd", "Money spent on the model API, in USD.")
 RUN_SECONDS = Histogram(
     "agentsite_task_run_seconds",

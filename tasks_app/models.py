@@ -127,9 +127,18 @@ class Task(models.Model):
     changed_files = models.JSONField(default=list, blank=True)  # [{path, insertions, deletions}]
     commits = models.JSONField(default=list, blank=True)  # [[sha, subject]], oldest first
     workspace_note = models.CharField(max_length=500, blank=True)
+    # Event retention (services.retention): when the stream's text deltas were dropped
+    # and how many (the completed texts, tool calls and statuses stay).
+    events_compacted_at = models.DateTimeField(null=True, blank=True)
+    events_dropped = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(events_compacted_at__isnull=True),
+                name="task_finished_uncompacted",
+            ),
             models.Index(fields=["owner", "status", "-created"], name="task_owner_status_created"),
             models.Index(fields=["status", "-created"], name="task_status_created"),
             models.Index(fields=["session", "-created"], name="task_session_created"),

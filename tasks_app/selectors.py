@@ -13,7 +13,14 @@ from django.db.models import Count, Prefetch, QuerySet, Sum
 from django.utils import timezone
 
 from tasks_app.filters import TaskFilter
-from tasks_app.models import AgentSession, GitHubRepository, Task, TaskDiff, TaskEvent
+from tasks_app.models import (
+    AgentSession,
+    GitHubRepository,
+    Task,
+    TaskDiff,
+    TaskEvent,
+    TaskStatus,
+)
 
 MAX_DB_ID = 2**63 - 1
 
@@ -91,3 +98,25 @@ def usable_repository(*, user: AbstractBaseUser, full_name: str) -> GitHubReposi
 
 def task_diff(*, task: Task) -> TaskDiff | None:
     return TaskDiff.objects.filter(task=task).first()
+
+
+def tasks_to_compact(*, finished_before: datetime, limit: int) -> list[int]:
+    """Finished tasks whose events were not compacted yet, the longest finished first."""
+    return list(
+        Task.objects.filter(
+            finished_at__lt=finished_before,
+            events_compacted_at__isnull=True,
+            status__in=TaskStatus.terminal(),
+        )
+        .order_by("finished_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def text_delta_ids(*, task_id: int, limit: int) -> list[int]:
+    """Ids of a task's stored text deltas (the partial texts a completed one repeats)."""
+    return list(
+        TaskEvent.objects.filter(task_id=task_id, kind="text", payload__partial=True)
+        .order_by("seq")
+        .values_list("pk", flat=True)[:limit]
+    )

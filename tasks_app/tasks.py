@@ -17,6 +17,7 @@ from tasks_app.services import (
     github_jobs,
     maintenance,
     model_breaker,
+    retention,
     sandboxing,
 )
 from tasks_app.services.claims import claim_next_task
@@ -57,6 +58,11 @@ def record_dead_letter(record: dict[str, Any]) -> int:
 @shared_task(name="tasks_app.reap_stale_tasks")
 def reap_stale_tasks() -> int:
     return maintenance.reap_stale_tasks()
+
+
+@shared_task(name="tasks_app.compact_finished_events")
+def compact_finished_events() -> int:
+    return retention.compact_finished_events().dropped
 
 
 @shared_task(name="tasks_app.redispatch_queued_tasks")
