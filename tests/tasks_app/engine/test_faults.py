@@ -4,6 +4,7 @@ import os
 import signal
 import threading
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import redis
@@ -52,6 +53,49 @@ def test_kill_9_of_a_worker_mid_task_ends_the_task_exactly_once(
     assert task.events.filter(kind="result").count() == 1
     assert statuses(task) == ["queued", "running", "queued", "running", "succeeded"]
     assert "stopped sending heartbeats" in task.events.filter(kind="status")[2].payload["reason"]
+    assert cli_groups_in(workspace_root) == {}
+
+
+def worker_tree(pid: int) -> list[int]:
+    """A worker's own processes: its main process and its pool (not what they started)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
+
+
+def test_sigkill_of_a_whole_worker_tree_with_8_running_loses_none_and_orphans_no_cli(
+    fake_model, owner, workspace_root, tmp_path
+):
+    for i in range(8):
+        fake_model.script(f"[tree{i}]", Hang(), Text(f"finished {i} elsewhere"))
+    env = engine_env(
+        fake_model.base_url,
+        workspace_root,
+        AGENT_MAX_RUNNING_PER_USER="8",
+        AGENT_MAX_CONCURRENCY="8",  # what one worker may run, as its pool size
+    )
+    with celery_beat(env, tmp_path):
+        with celery_worker(env, concurrency=8) as doomed:
+            tasks = [
+                task_create(owner=owner, prompt=f"[tree{i}] long job", source=Source.API)
+                for i in range(8)
+            ]
+            cli_pids = [running_cli_pid(task.pk) for task in tasks]
+            wait_until(lambda: fake_model.in_flight == 8, 60, "8 model requests")
+            tree = worker_tree(doomed.pid)
+            assert len(tree) == 9  # the main process and its pool of 8
+            for pid in tree:  # the machine's worker vanishes: nothing of it may clean up
+                os.kill(pid, signal.SIGKILL)
+            for pid in cli_pids:
+                wait_until(lambda pid=pid: process_gone(pid), 10, f"the orphaned CLI {pid} to die")
+            wait_until(lambda: cli_groups_in(workspace_root) == {}, 10, "no run left")
+        with celery_worker(env, concurrency=4):
+            done = wait_until_finished([t.pk for t in tasks], timeout_s=180)
+    assert [t.status for t in done] == [S.SUCCEEDED] * 8, [t.error for t in done]
+    for i, task in enumerate(done):
+        assert task.result_text == f"finished {i} elsewhere"
+        assert task.attempts == 2
+        assert task.events.filter(kind="result").count() == 1
+        assert statuses(task) == ["queued", "running", "queued", "running", "succeeded"]
     assert cli_groups_in(workspace_root) == {}
 
 
