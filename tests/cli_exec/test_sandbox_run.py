@@ -112,9 +112,11 @@ def test_a_sandboxed_command_sees_its_workspace_and_a_read_only_rest(dirs, netwo
 
 def test_stop_signals_reach_the_command_through_bubblewrap(dirs, network):
     workspace, config_dir = dirs
+    # The handler writes with os.write: a SIGINT landing while print('ready') is still
+    # inside stdout's buffered writer would make a print in the handler a reentrant call.
     script = (
-        "import signal, sys, time\n"
-        "signal.signal(signal.SIGINT, lambda *a: (print('got SIGINT', flush=True), sys.exit(3)))\n"
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda *a: (os.write(1, b'got SIGINT\\n'), sys.exit(3)))\n"
         "print('ready', flush=True)\n"
         "time.sleep(30)\n"
     )
