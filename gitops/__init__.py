@@ -2,7 +2,8 @@
 
 `command` runs git with an explicit environment and typed errors; `mirror` keeps a
 machine's bare copy of a remote (the only git that talks to it, with credentials);
-`workspace` prepares, commits, measures and bundles a session's working copy.
+`workspace` prepares, commits, measures and bundles a session's working copy; `spare`
+keeps one ready checkout per repository that a new workspace takes by a rename.
 """
 
 from gitops.command import Git, GitAuth, GitError, GitErrorKind, GitUser, HostRunner, Runner

@@ -26,8 +26,8 @@ SPARES_DIR = ".spares"
 
 @dataclass(frozen=True)
 class SpareOrder:
-    """What the repository's next spare is made of: the mirror's objects, the default
-    branch's tip and the remote the agent sees."""
+    """What the repository's next spare is made of: the mirror (whose objects it
+    borrows), the default branch's tip and the remote the agent sees."""
 
     spares: spare_lib.Spares
     mirror: Path
