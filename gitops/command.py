@@ -118,11 +118,9 @@ class Runner(Protocol):
 @dataclass(frozen=True)
 class HostRunner:
     """git on this machine, as `user` when given (a root worker becoming the sandbox's
-    user, so that what git creates belongs to it); with `die_with_caller`, killed when
-    the calling thread ends (for git a background thread starts)."""
+    user, so that what git creates belongs to it)."""
 
     user: GitUser | None = None
-    die_with_caller: bool = False
 
     def __call__(
         self,
@@ -133,7 +131,7 @@ class HostRunner:
         input_bytes: bytes | None,
         timeout_s: float,
     ) -> subprocess.CompletedProcess[bytes]:
-        argv, become = as_user(list(argv), self.user, die_with_caller=self.die_with_caller)
+        argv, become = as_user(list(argv), self.user)
         return subprocess.run(  # noqa: S603 - argv of our own making, no shell
             argv,
             cwd=cwd,
