@@ -27,9 +27,14 @@ class WorkspaceError(Exception):
         self.transient = transient
 
 
-def mirror_path(full_name: str) -> Path:
+def repository_key(full_name: str) -> str:
+    """ "owner/name" as one path component: how a repository's mirror and spare are named."""
     owner, _, name = full_name.partition("/")
-    return Path(settings.AGENT_WORKSPACE_ROOT) / MIRRORS_DIR / f"{owner}--{name}.git"
+    return f"{owner}--{name}"
+
+
+def mirror_path(full_name: str) -> Path:
+    return Path(settings.AGENT_WORKSPACE_ROOT) / MIRRORS_DIR / f"{repository_key(full_name)}.git"
 
 
 def host_git() -> Git:

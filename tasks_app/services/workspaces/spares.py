@@ -18,7 +18,11 @@ from django.conf import settings
 
 from gitops import GitError
 from gitops import spare as spare_lib
-from tasks_app.services.workspaces.gitsetup import sandbox_user, workspace_git
+from tasks_app.services.workspaces.gitsetup import (
+    repository_key,
+    sandbox_user,
+    workspace_git,
+)
 
 log = structlog.get_logger(__name__)
 SPARES_DIR = ".spares"
@@ -36,8 +40,8 @@ class SpareOrder:
 
 
 def spares_for(full_name: str) -> spare_lib.Spares:
-    owner, _, name = full_name.partition("/")
-    return spare_lib.Spares(Path(settings.AGENT_WORKSPACE_ROOT) / SPARES_DIR, f"{owner}--{name}")
+    root = Path(settings.AGENT_WORKSPACE_ROOT) / SPARES_DIR
+    return spare_lib.Spares(root, repository_key(full_name))
 
 
 @contextlib.contextmanager
