@@ -2,9 +2,15 @@
 
 import os
 
+import django
 from django.core.asgi import get_asgi_application
 
+from agentsite import telemetry
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentsite.settings")
+django.setup(set_prefix=False)
+# Before the handler exists: Django's instrumentation adds a middleware.
+telemetry.start_tracing("web")
 django_http = get_asgi_application()
 
 # Imported after Django is set up: they load models.

@@ -131,6 +131,8 @@ class Task(models.Model):
     # and how many (the completed texts, tool calls and statuses stay).
     events_compacted_at = models.DateTimeField(null=True, blank=True)
     events_dropped = models.PositiveIntegerField(default=0)
+    # The creating request's trace (W3C traceparent): every attempt continues it.
+    trace_parent = models.CharField(max_length=64, blank=True)
 
     class Meta:
         indexes = [

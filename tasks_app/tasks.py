@@ -19,6 +19,7 @@ from tasks_app.services import (
     model_breaker,
     retention,
     sandboxing,
+    traces,
 )
 from tasks_app.services.claims import claim_next_task
 from tasks_app.services.dispatch import PROCESS_DELIVERY, REPORT_OUTCOME, RUN_NEXT_TASK
@@ -42,11 +43,13 @@ def run_next_agent_task(self: Any) -> int | None:
     if not permitted:  # the model API is down: tasks wait queued, attempts kept
         dispatch.publish_wakeup(countdown=wait_s)
         return None
+    claim_started_ns = traces.claim_started()
     task = claim_next_task(worker=self.request.hostname or "unknown")
     if task is None:
         model_breaker.probe_done()
         return None
-    execute_claimed_task(task)
+    with traces.attempt_span(task, claim_started_ns=claim_started_ns):
+        execute_claimed_task(task)
     return task.pk
 
 

@@ -28,6 +28,7 @@ from django.db import close_old_connections
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from redis.exceptions import RedisError
 
+from agentsite import telemetry
 from tasks_app.services import draining, sandboxing
 from tasks_app.services.cli_binary import CliUnavailable, cli_version
 from tasks_app.services.dispatch import AGENT_QUEUE
@@ -41,6 +42,12 @@ def die_with_main_process(**_: Any) -> None:
     # A pool process whose main process was SIGKILLed would otherwise keep running its
     # CLI unsupervised while the task is reaped and run again elsewhere.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@worker_process_init.connect
+def trace_jobs(**_: Any) -> None:
+    # In each pool process, after the fork: the span exporter's thread must be its own.
+    telemetry.start_tracing("worker")
 
 
 @task_prerun.connect
@@ -64,6 +71,11 @@ def forget_process_metrics(**_: Any) -> None:
     """Live gauges (running CLIs) must not keep counting a pool process that exited."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(os.getpid())
+
+
+@worker_process_shutdown.connect
+def export_last_spans(**_: Any) -> None:
+    telemetry.stop_tracing()
 
 
 def serve_worker_metrics() -> None:

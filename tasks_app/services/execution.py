@@ -27,7 +27,14 @@ from cli_exec.sandbox import SandboxRun, SandboxStartError, SandboxUnavailable
 from tasks_app import selectors
 from tasks_app.metrics import CLI_PROCESSES
 from tasks_app.models import Task, TaskStatus
-from tasks_app.services import model_breaker, outcomes, sandboxing, transcripts, workspaces
+from tasks_app.services import (
+    model_breaker,
+    outcomes,
+    sandboxing,
+    traces,
+    transcripts,
+    workspaces,
+)
 from tasks_app.services.cli_binary import resolve_cli
 from tasks_app.services.events import NewEvent, StreamOwnershipLost, append_events
 from tasks_app.services.monitor import AttemptMonitor, StopCause
@@ -298,9 +305,11 @@ def run_attempt(
     monitor = AttemptMonitor(
         task=task, attempt=attempt, limit_hit=sandbox.limit_hit if sandbox else None
     )
-    with CliRun(command, run_limits(task)) as run:
+    with traces.cli_span(task) as span, CliRun(command, run_limits(task)) as run:
         try:
-            record_pid(task, attempt, run.start())
+            pid = run.start()
+            record_pid(task, attempt, pid)
+            traces.cli_started(span, pid)
         except (CliStartError, OSError) as exc:
             what = "sandbox" if sandbox is not None else "CLI"
             error = f"The {what} could not be started: {exc}."
@@ -316,9 +325,10 @@ def run_attempt(
         finally:
             CLI_PROCESSES.dec()
         outcome: RunOutcome = run.outcome
+        summary = judge(outcome, sandbox)
+        traces.cli_ended(span, outcome, summary)
     if cause is StopCause.LOST:
         return None
-    summary = judge(outcome, sandbox)
     if summary.cli_session_id:
         transcripts.save_transcript(
             session=task.session,

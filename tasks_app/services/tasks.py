@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tasks_app import selectors
 from tasks_app.models import AgentSession, Source, Task, TaskStatus
-from tasks_app.services import cancellation, dispatch, lifecycle, repositories
+from tasks_app.services import cancellation, dispatch, lifecycle, repositories, traces
 from tasks_app.services.errors import PromptTooLarge, QuotaExceeded, TaskConflict
 from tasks_app.services.events import NewEvent, append_events
 from tasks_app.services.sessions import session_create
@@ -91,6 +91,7 @@ def task_create(
             else settings.AGENT_MAX_BUDGET_USD,
             retry_of=retry_of,
             dispatched_at=timezone.now(),
+            trace_parent=traces.current_trace_parent(),
         )
         # On-commit hooks run in order: the wake-up goes before the status push to
         # browsers, so a worker starts on the task without waiting for it.
