@@ -39,6 +39,7 @@ BENCHMARKS = (
     "runner",
     "sandbox",
     "workspaces",
+    "tracing",
 )
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 BENCH_USER = "bench"

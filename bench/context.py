@@ -79,8 +79,9 @@ class Context:
         concurrency: int,
         worker_env: dict[str, str] | None = None,
         web_processes: int = 1,
+        env: dict[str, str] | None = None,
     ) -> AbstractContextManager[Services]:
         """A fresh web server and worker for one benchmark (see Stack.services)."""
         if self.stack is None:
             raise RuntimeError("this benchmark needs the stack")
-        return self.stack.services(name, concurrency, worker_env, web_processes)
+        return self.stack.services(name, concurrency, worker_env, web_processes, env)

@@ -244,17 +244,19 @@ class Stack:
         concurrency: int,
         worker_env: dict[str, str] | None = None,
         web_processes: int = 1,
+        env: dict[str, str] | None = None,
     ) -> Iterator[Services]:
         """The Procfile's web with WEB_CONCURRENCY=web_processes, and its worker with
-        AGENT_MAX_CONCURRENCY=concurrency and its own node name; both answer (healthz,
-        ping) before this yields."""
+        AGENT_MAX_CONCURRENCY=concurrency and its own node name, both with `env` added
+        to the stack's; both answer (healthz, ping) before this yields."""
         from agentsite.celery import app
         from tests.live import http_ok, procfile_argv, wait_until
 
         port = pick_port()
-        web_env = {**self.env, "WEB_CONCURRENCY": str(web_processes)}
+        shared_env = {**self.env, **(env or {})}
+        web_env = {**shared_env, "WEB_CONCURRENCY": str(web_processes)}
         web_argv = procfile_argv("web", {**web_env, "BIND_HOST": "127.0.0.1", "PORT": str(port)})
-        worker_env = {**self.env, "AGENT_MAX_CONCURRENCY": str(concurrency), **(worker_env or {})}
+        worker_env = {**shared_env, "AGENT_MAX_CONCURRENCY": str(concurrency), **(worker_env or {})}
         node = f"{name}@localhost"
         worker_argv = [*procfile_argv("worker", worker_env), "-n", node]
         web_url = f"http://127.0.0.1:{port}"
