@@ -106,11 +106,30 @@ else:
     # Under ASGI every request runs its sync code in a thread of its own, so persistent
     # per-thread connections would grow with concurrency; a bounded pool does not.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1,
-        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
-        "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=10.0),
-    }
+    # The pool checks a connection (one empty query) before handing it out: after the
+    # server restarted or the network dropped, idle pooled connections are dead, and
+    # without the check each would fail one request or one worker write first.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "pool": {
+                "min_size": 1,
+                "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+                "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=10.0),
+            },
+            # libpq's, per connection attempt: a server that accepts but never answers
+            # (hung, or a blackholed route) fails the attempt instead of holding it.
+            "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT_S", default=5),
+            # A peer that vanished without a reset (machine gone, partition): keepalive
+            # probes find an idle connection dead in about 10 + 3 x 5 s, and unacknowledged
+            # writes give up after tcp_user_timeout instead of the kernel's ~15 minutes.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 30_000,  # ms
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Agent execution ------------------------------------------------------------------

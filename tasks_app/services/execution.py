@@ -28,6 +28,7 @@ from tasks_app import selectors
 from tasks_app.metrics import CLI_PROCESSES
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import (
+    db_outage,
     model_breaker,
     outcomes,
     sandboxing,
@@ -46,6 +47,8 @@ MAX_EVENTS_PER_INSERT = 500
 CLI_PATH = "/usr/local/bin:/usr/bin:/bin"
 BWRAP_ERROR = "bwrap: "
 MODEL_KINDS = frozenset({EventKind.TEXT, EventKind.TOOL_USE})
+# How often events held through a database outage are offered to it again.
+EVENT_RETRY_S = 1.0
 
 
 def from_the_model(event: CliEvent) -> bool:
@@ -133,19 +136,28 @@ def run_limits(task: Task) -> RunLimits:
 
 @dataclass
 class EventWriter:
-    """Stores events as they arrive; the result waits for the finishing transaction."""
+    """Stores events as they arrive; the result waits for the finishing transaction.
+
+    While the database is unreachable the events wait here, in order, and are stored
+    once it answers again (tried every EVENT_RETRY_S), so a short outage costs the
+    attempt nothing; their seqs are given when they are stored, so none is skipped.
+    """
 
     task: Task
     attempt: int
     held_back: list[NewEvent] = field(default_factory=list)
+    unstored: list[NewEvent] = field(default_factory=list)
     model_answered: bool = False
+    retry_at: float = 0.0
+    outage_since: float | None = None
+    last_seq: int | None = None  # of the last event this writer stored
+    in_doubt: int = 0  # events at the head of `unstored` whose commit may have happened
 
     def write(self, events: list[CliEvent]) -> None:
         if not self.model_answered and any(from_the_model(e) for e in events):
             # The model API answers: a breaker's probe needs to wait for nothing more.
             self.model_answered = True
             model_breaker.model_answered_now()
-        live: list[NewEvent] = []
         for event in events:
             new = NewEvent(event.kind.value, event.payload)
             # The result and the final status commit together, so a crash between them
@@ -153,14 +165,59 @@ class EventWriter:
             if event.kind is EventKind.RESULT or self.held_back:
                 self.held_back.append(new)
             else:
-                live.append(new)
-        for start in range(0, len(live), MAX_EVENTS_PER_INSERT):
-            append_events(
-                self.task,
-                live[start : start + MAX_EVENTS_PER_INSERT],
-                attempt=self.attempt,
-                running_attempt=self.attempt,
-            )
+                self.unstored.append(new)
+        self.flush()
+
+    def flush(self, *, final: bool = False) -> None:
+        """Store the waiting events; raises StreamOwnershipLost if the task moved on.
+        `final`: now, and an unreachable database is raised rather than waited out."""
+        if not self.unstored or (time.monotonic() < self.retry_at and not final):
+            return
+        batch: list[NewEvent] = []
+        try:
+            if self.last_seq is None:  # once per attempt: where this writer starts
+                self.last_seq = self.stored_seq()
+            elif self.in_doubt:
+                self.settle_in_doubt()
+            while self.unstored:
+                batch = self.unstored[:MAX_EVENTS_PER_INSERT]
+                rows = append_events(
+                    self.task, batch, attempt=self.attempt, running_attempt=self.attempt
+                )
+                del self.unstored[: len(batch)]
+                self.last_seq = rows[-1].seq
+        except db_outage.UNREACHABLE as exc:
+            if batch:  # the connection broke, perhaps after the server committed it
+                self.in_doubt = len(batch)
+            if self.outage_since is None:
+                self.outage_since = time.monotonic()
+                log.warning("events_held_database_unreachable", error=str(exc)[:200])
+            db_outage.forget_broken_connection()
+            self.retry_at = time.monotonic() + EVENT_RETRY_S
+            if final:
+                raise
+            return
+        if self.outage_since is not None:
+            held_s = round(time.monotonic() - self.outage_since, 3)
+            log.info("events_stored_after_outage", held_s=held_s)
+            self.outage_since = None
+
+    def settle_in_doubt(self) -> None:
+        """Drop the batch whose commit broke off if the server did commit it: only this
+        attempt adds events to a task it runs, so its seq counter tells."""
+        current, last_seq = self.stored_seq(), self.last_seq or 0
+        if current == last_seq + self.in_doubt:
+            del self.unstored[: self.in_doubt]
+            self.last_seq = current
+        self.in_doubt = 0
+
+    def stored_seq(self) -> int:
+        return Task.objects.filter(pk=self.task.pk).values_list("last_seq", flat=True).get()
+
+    def remaining(self) -> list[NewEvent]:
+        """What the finishing transaction must store after a final flush: the held-back
+        result and what followed it."""
+        return [*self.unstored, *self.held_back]
 
 
 def record_pid(task: Task, attempt: int, pid: int) -> None:
@@ -171,7 +228,8 @@ def supervise(run: CliRun, writer: EventWriter, monitor: AttemptMonitor) -> Stop
     """Pump the CLI's batches into the writer until it ends; returns why we stopped it."""
     cause: StopCause | None = None
     for batch in run.batches():
-        if batch and cause is not StopCause.LOST:
+        # Empty batches too: events held through a database outage go in as soon as it ends.
+        if cause is not StopCause.LOST:
             try:
                 writer.write(batch)
             except StreamOwnershipLost:
@@ -213,15 +271,20 @@ def execute_claimed_task(task: Task) -> TaskStatus | None:
     if model_breaker.record(ended.summary) and not ended.handed_back:
         ended = replace(ended, handed_back="the model API is unavailable (circuit breaker open)")
     # Recorded only now: the run's processes, sandbox, sockets and token are gone, so
-    # whoever sees the task finished sees nothing of it still running.
-    return outcomes.finish_attempt(
-        task,
-        attempt=attempt,
-        summary=ended.summary,
-        final_events=ended.final_events,
-        exit_code=ended.exit_code,
-        handed_back=ended.handed_back,
-        finished_at=ended.finished_at,
+    # whoever sees the task finished sees nothing of it still running. Guarded by the
+    # attempt, so running it again after a lost connection cannot end the task twice.
+    return db_outage.retry_while_unreachable(
+        partial(
+            outcomes.finish_attempt,
+            task,
+            attempt=attempt,
+            summary=ended.summary,
+            final_events=ended.final_events,
+            exit_code=ended.exit_code,
+            handed_back=ended.handed_back,
+            finished_at=ended.finished_at,
+        ),
+        what="finish_attempt",
     )
 
 
@@ -329,6 +392,13 @@ def run_attempt(
         traces.cli_ended(span, outcome, summary)
     if cause is StopCause.LOST:
         return None
+    # What follows writes to the database (transcript, work, ending): an outage that
+    # began during the run is waited out here rather than failing the attempt.
+    try:
+        db_outage.retry_while_unreachable(partial(writer.flush, final=True), what="events")
+    except StreamOwnershipLost:
+        return None
+    db_outage.wait_until_reachable(what="attempt_end")
     if summary.cli_session_id:
         transcripts.save_transcript(
             session=task.session,
@@ -346,7 +416,7 @@ def run_attempt(
     )
     return AttemptEnd(
         summary,
-        final_events=writer.held_back,
+        final_events=writer.remaining(),
         exit_code=outcome.exit_code,
         handed_back=(
             "the worker is shutting down"

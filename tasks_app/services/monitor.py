@@ -13,7 +13,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from tasks_app.models import Task, TaskStatus
-from tasks_app.services import cancellation, draining
+from tasks_app.services import cancellation, db_outage, draining
 
 log = structlog.get_logger(__name__)
 # Redis flags are cheap: checked this often; the database only on each heartbeat.
@@ -51,6 +51,16 @@ class AttemptMonitor:
         return None
 
     def heartbeat(self) -> StopCause | None:
+        try:
+            return self.beat()
+        except db_outage.UNREACHABLE as exc:
+            # A missed beat or two is harmless (beat waits AGENT_STALE_AFTER_S); the
+            # next one tries again, and the writes stay guarded meanwhile.
+            log.warning("heartbeat_missed_database_unreachable", error=str(exc)[:200])
+            db_outage.forget_broken_connection()
+            return None
+
+    def beat(self) -> StopCause | None:
         alive = Task.objects.filter(
             pk=self.task.pk, status=TaskStatus.RUNNING, attempts=self.attempt
         ).update(heartbeat_at=timezone.now())

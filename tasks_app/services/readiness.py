@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
 import redis
 from django.conf import settings
 from django.db import connection
@@ -26,9 +27,17 @@ class CheckResult:
 
 
 def check_database() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        return connection.vendor
+    # A connection of its own, with a connect timeout: a pooled one that the server
+    # stopped answering (hung, or cut off without a reset) would hold the probe for as
+    # long as the outage lasts, as no client-side timeout bounds a query.
+    params = {**connection.get_connection_params(), "connect_timeout": int(CHECK_TIMEOUT_S)}
+    with psycopg.connect(**params) as conn:
+        conn.execute("SELECT 1").fetchone()
     return connection.vendor
 
 
