@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format bench
+.PHONY: run test lint format bench soak
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,7 @@ format: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) -m bench
+
+# Not part of `make test`: 30 minutes of load with worker kills (bench/soak.py).
+soak: $(VENV)/.dev
+	$(PY) -m bench.soak $(ARGS)
