@@ -112,6 +112,7 @@ class CliRun:
         self._reaped = False
         self._drain_deadline = 0.0
         self._outcome: RunOutcome | None = None
+        self._wake_at: float | None = None  # asked for by the caller (wake_by)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -147,6 +148,11 @@ class CliRun:
                 yield batch
         finally:
             self.close()
+
+    def wake_by(self, when: float) -> None:
+        """Have `batches()` yield (perhaps an empty list) by `when` (time.monotonic()),
+        sooner than its tick: for a caller holding output it must pass on by then."""
+        self._wake_at = when if self._wake_at is None else min(self._wake_at, when)
 
     def request_stop(self, reason: StopReason = StopReason.REQUESTED) -> None:
         """Ask for the stop escalation; thread-safe, and only the first reason counts."""
@@ -197,6 +203,8 @@ class CliRun:
             raise RuntimeError("call start() before batches()")
         self._apply_stop_request(time.monotonic())
         ready = pipes.wait(self._select_timeout(time.monotonic()))
+        if self._wake_at is not None and time.monotonic() >= self._wake_at:
+            self._wake_at = None
         if Channel.STDIN in ready:
             pipes.write_stdin()
         if Channel.WAKE in ready:
@@ -217,6 +225,8 @@ class CliRun:
 
     def _select_timeout(self, now: float) -> float:
         deadlines = [now + self._limits.tick_s]
+        if self._wake_at is not None:
+            deadlines.append(self._wake_at)
         if self._reaped:
             deadlines.append(self._drain_deadline)
         elif self._stop_reason is None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import replace
 
 import pytest
 
 from cli_exec.events import EventKind
-from cli_exec.runner import StopReason
+from cli_exec.runner import CliRun, StopReason
 from tests.cli_exec.conftest import FAST, collect, fake_argv
 
 pytestmark = pytest.mark.timeout(60)
@@ -161,3 +162,21 @@ def test_empty_batches_keep_coming_while_the_cli_is_silent(command_in):
 
     assert sum(1 for batch in run.batches if not batch) >= 2
     assert run.outcome.stop_reason is StopReason.IDLE_TIMEOUT
+
+
+def test_wake_by_brings_a_batch_before_the_tick(command_in):
+    limits = replace(FAST, tick_s=30.0, idle_timeout_s=60.0)
+    with CliRun(command_in(fake_argv("silent")), limits) as run:
+        run.start()
+        batches = run.batches()
+        said = next(batch for batch in batches if batch)  # its one line; silent after
+        asked = time.monotonic() + 0.2
+        run.wake_by(asked)
+        run.wake_by(asked + 10)  # a later wish never postpones an earlier one
+        assert next(batches) == []
+        woke = time.monotonic()
+        assert asked <= woke < asked + limits.tick_s / 2
+        run.request_stop()
+        list(batches)
+    assert [event.payload["text"] for event in said] == ["hello"]
+    assert run.outcome.stop_reason is StopReason.REQUESTED
