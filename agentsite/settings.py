@@ -140,6 +140,8 @@ AGENT_MAX_RUNNING_PER_USER = env.int("AGENT_MAX_RUNNING_PER_USER", default=2)
 AGENT_MAX_QUEUED_PER_USER = env.int("AGENT_MAX_QUEUED_PER_USER", default=50)
 AGENT_TASK_TIMEOUT_S = env.int("AGENT_TASK_TIMEOUT_S", default=1800)
 AGENT_IDLE_TIMEOUT_S = env.int("AGENT_IDLE_TIMEOUT_S", default=300)
+# A running attempt stores and pushes its events at most this often (one INSERT, one push).
+AGENT_STREAM_FLUSH_MS = env.int("AGENT_STREAM_FLUSH_MS", default=50)
 AGENT_MAX_ATTEMPTS = env.int("AGENT_MAX_ATTEMPTS", default=3)
 AGENT_MAX_PROMPT_BYTES = env.int("AGENT_MAX_PROMPT_BYTES", default=102_400)
 AGENT_USER_DAILY_BUDGET_USD = env.get_value(
@@ -251,7 +253,29 @@ CELERY_BEAT_SCHEDULE = {
 }
 # A message is redelivered only after the longest possible run (plus margin), so a
 # slow task is never handed to a second worker by the broker.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": AGENT_TASK_TIMEOUT_S + 900}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": AGENT_TASK_TIMEOUT_S + 900
+}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis client waits for ever by default: a Redis that accepts but does not
+    # answer (hung, or a route that went dark) would hold a publish or the consumer.
+    # BRPOP returns every second, so a read timeout well above that is safe.
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        {
+            "socket_connect_timeout": 5,
+            "socket_timeout": 5,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+        }
+    )
+# A wake-up that cannot be published is given up quickly (callers log it; beat's
+# re-publisher sends a fresh one): an API request must not hang through a broker outage.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
 CELERY_TASK_TIME_LIMIT = AGENT_TASK_TIMEOUT_S + 300
 # Unset, Celery's Django fixup closes the database before and after every job, and in a
 # prefork pool that closes the whole connection pool: two reconnects per job. Pool
@@ -367,7 +391,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "tasks_app.api.errors.api_exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["tasks_app.api.throttling.FailOpenUserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": env.str("API_THROTTLE_RATE", default="600/minute")},
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

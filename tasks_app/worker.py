@@ -135,6 +135,9 @@ class CliGate(threading.Thread):
             works = agent_ready(self.hostname)
             if self.stopped.is_set():
                 return
+            # What the consumer does, not what was last asked of it: a control message
+            # sent while the broker connection was down is lost, and is sent again.
+            self.consuming = AGENT_QUEUE in self.app.amqp.queues.consume_from
             if works == self.consuming:
                 continue
             # Control messages are handled on the worker's own loop, so this is safe

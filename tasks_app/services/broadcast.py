@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,12 @@ log = structlog.get_logger(__name__)
 # results must not turn into megabytes per process, so big batches travel by reference.
 MAX_INLINE_PAYLOAD_BYTES = 256 * 1024
 # A push that Redis has not taken by then is given up (consumers read the database).
-PUSH_TIMEOUT_S = 10.0
+PUSH_TIMEOUT_S = 5.0
+# After a failed push this process skips pushes for a while: with Redis down or silent,
+# every push would otherwise cost a worker's attempt (it pushes between reading its
+# CLI's lines) or a request its full timeout. Nothing is lost: consumers fill gaps
+# from the database when pushes resume, and on their heartbeat and on reconnect.
+PUSH_PAUSE_AFTER_FAILURE_S = 10.0
 
 
 class _PushLoop:
@@ -111,16 +117,23 @@ def task_snapshot(task: Task) -> dict[str, Any]:
     return dict(_snapshot_serializer().to_representation(task))
 
 
+_pushes_paused_until = 0.0
+
+
 def _group_send(group: str, message: dict[str, Any]) -> None:
+    global _pushes_paused_until
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or time.monotonic() < _pushes_paused_until:
         return
     try:
         _push_loop.run(layer.group_send(group, message), PUSH_TIMEOUT_S)
-    except (RedisError, OSError, TypeError, ValueError) as exc:
-        # OSError includes TimeoutError; TypeError/ValueError: msgpack refused a payload.
-        # Either way the caller's transaction is committed and must not fail now;
-        # consumers read the database.
+    except (RedisError, OSError) as exc:
+        # OSError includes TimeoutError. The caller's transaction is committed and must
+        # not fail now; consumers read the database.
+        _pushes_paused_until = time.monotonic() + PUSH_PAUSE_AFTER_FAILURE_S
+        log.warning("broadcast_failed", group=group, error=str(exc) or type(exc).__name__)
+    except (TypeError, ValueError) as exc:
+        # msgpack refused this payload: this push alone is lost, Redis is fine.
         log.warning("broadcast_failed", group=group, error=str(exc))
 
 

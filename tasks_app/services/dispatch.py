@@ -7,8 +7,13 @@ neither lose nor double a task. Beat's re-publisher covers messages lost with Re
 
 from __future__ import annotations
 
+import structlog
 from celery import current_app
 from django.db import transaction
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
+log = structlog.get_logger(__name__)
 
 AGENT_QUEUE = "agent"
 GITHUB_QUEUE = "github"
@@ -18,7 +23,13 @@ REPORT_OUTCOME = "tasks_app.github.report_outcome"
 
 
 def publish_wakeup(*, countdown: float | None = None) -> None:
-    current_app.send_task(RUN_NEXT_TASK, queue=AGENT_QUEUE, countdown=countdown)
+    try:
+        current_app.send_task(RUN_NEXT_TASK, queue=AGENT_QUEUE, countdown=countdown)
+    except (OperationalError, RedisError, OSError) as exc:
+        # The task is safe in the database; beat's re-publisher sends a fresh wake-up
+        # once the broker is back. Failing the caller (an API request, an attempt's
+        # ending) for a lost wake-up would turn a broker outage into errors.
+        log.warning("wakeup_not_published", error=str(exc)[:200])
 
 
 def publish_wakeup_on_commit(*, countdown: float | None = None) -> None:

@@ -18,6 +18,8 @@ from tasks_app.services import cancellation, db_outage, draining
 log = structlog.get_logger(__name__)
 # Redis flags are cheap: checked this often; the database only on each heartbeat.
 FLAG_POLL_S = 0.2
+# How long flag checks pause after Redis failed to answer one.
+FLAG_BACKOFF_S = 5.0
 
 
 class StopCause(StrEnum):
@@ -77,6 +79,8 @@ class AttemptMonitor:
         try:
             cancel, deadline = cancellation.read_flags(self.task.pk, self.task.worker)
         except RedisError as exc:
+            # Not again for a while: the database heartbeat still carries a cancel.
+            self.next_flag_check = time.monotonic() + FLAG_BACKOFF_S
             log.warning("flags_unreadable", error=str(exc))
             return None
         if cancel:

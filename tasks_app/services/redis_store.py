@@ -1,4 +1,4 @@
-"""The process's Redis client (cancel flags, rate limits, connection caps)."""
+"""The process's Redis clients (cancel flags, rate limits, connection caps)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,32 @@ from functools import cache
 
 import redis
 from django.conf import settings
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
 
 
 @cache
 def get_redis() -> redis.Redis:
     # redis-py's pool notices a fork and reconnects, so one client per process is safe.
+    # One retry, not redis-py's default three: with Redis silent, each try costs the
+    # full socket timeout, and callers have fallbacks (the database, failing open).
     return redis.Redis.from_url(
-        settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        settings.REDIS_URL,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 1),
+    )
+
+
+@cache
+def get_flag_redis() -> redis.Redis:
+    """For the flags a running attempt polls several times a second: an answer takes
+    milliseconds, and a Redis that does not answer must not stall the attempt (the
+    database heartbeat carries a cancel too), so short timeouts and no retry."""
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=0.5,
+        socket_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
     )

@@ -9,20 +9,24 @@ talks to the services directly to watch.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from django.conf import settings
+from websockets.exceptions import WebSocketException
 
 from tasks_app.models import Source, Task, TaskStatus
 from tasks_app.services.tasks import task_create
+from tasks_app.services.tokens import api_token_create
 from tests.engine import celery_beat, celery_worker, engine_env, wait_until_finished, worker_answers
 from tests.fakes.anthropic_api import FakeAnthropic, Text
 from tests.fakes.tcp_proxy import ProxyMode, TcpProxy
-from tests.live import asgi_server, test_database_url, wait_until
+from tests.live import asgi_server, test_database_url, wait_until, ws_connect, ws_recv
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 S = TaskStatus
@@ -45,6 +49,10 @@ def timings(**overrides: str) -> dict[str, str]:
         "AGENT_MAX_RUNNING_PER_USER": str(TASKS),
         "AGENT_MAX_CONCURRENCY": str(TASKS),
         "AGENT_STALE_AFTER_S": "30",
+        # Ten CLIs starting at once on a small machine can push the worker's periodic
+        # `claude --version` past its timeout, which closes the agent queue for a round;
+        # that gate is not what these tests are about.
+        "AGENT_CLI_CHECK_INTERVAL_S": "300",
         **overrides,
     }
 
@@ -143,3 +151,127 @@ def test_postgres_cut_off_for_10s_loses_no_task_and_no_event(
         f"total {time.monotonic() - started:.1f}s"
     )
     assert during and all(answer == (503, ["database"]) for answer in during), during
+
+
+class Follower(threading.Thread):
+    """A WebSocket client on one task, as the task page is: whenever its socket drops
+    (or cannot be opened) it reconnects with ?after=<last seq seen>, until `end`."""
+
+    def __init__(self, url: str, key: str, task_id: int) -> None:
+        super().__init__(name=f"follow-{task_id}", daemon=True)
+        self.url, self.key, self.task_id = url, key, task_id
+        self.seqs: list[int] = []
+        self.connects = 0
+        self.end: str | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while self.end is None and not self.stop.is_set():
+            after = self.seqs[-1] if self.seqs else 0
+            try:
+                path = f"/ws/tasks/{self.task_id}/?after={after}"
+                with ws_connect(self.url, path, token=self.key) as ws:
+                    self.connects += 1
+                    self.follow(ws)
+            except (WebSocketException, OSError):
+                # A browser's reconnect backs off a little too; this is its pace.
+                self.stop.wait(0.5)
+
+    def follow(self, ws) -> None:
+        while not self.stop.is_set():
+            try:
+                message = ws_recv(ws, timeout_s=1.0)
+            except TimeoutError:
+                continue
+            if message["type"] == "event":
+                self.seqs.append(message["seq"])
+            elif message["type"] == "end":
+                self.end = message["status"]
+                return
+
+
+@pytest.fixture
+def redis_proxy() -> Iterator[TcpProxy]:
+    host, port = redis_address(settings.REDIS_URL)
+    with TcpProxy(host, port, name="redis-proxy") as proxy:
+        yield proxy
+
+
+def redis_address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
+@pytest.mark.skipif(
+    redis_address(settings.CELERY_BROKER_URL) != redis_address(settings.REDIS_URL)
+    or not settings.CELERY_BROKER_URL.startswith("redis"),
+    reason="the broker is this Redis",
+)
+@pytest.mark.parametrize("shape", [ProxyMode.REFUSE, ProxyMode.BLACKHOLE])
+def test_redis_cut_off_for_10s_loses_no_task_event_or_websocket_message(
+    shape, redis_proxy, fake_model, owner, workspace_root, tmp_path: Path
+):
+    env = engine_env(
+        fake_model.base_url,
+        workspace_root,
+        REDIS_URL=redis_proxy.url(settings.REDIS_URL),
+        CELERY_BROKER_URL=redis_proxy.url(settings.CELERY_BROKER_URL),
+        AGENT_WS_HEARTBEAT_S="2",
+        **timings(),
+    )
+    key = api_token_create(user=owner)[1]
+    started = time.monotonic()
+    with (
+        celery_beat(env, tmp_path),
+        celery_worker(env, concurrency=TASKS) as worker,
+        asgi_server(env, name="web-redis-proxy") as (url, _),
+    ):
+        tasks = start_streaming_tasks(fake_model, owner)
+        followers = [Follower(url, key, t.pk) for t in tasks[:3]]
+        for follower in followers:
+            follower.start()
+        wait_until(lambda: all(f.seqs for f in followers), 30, "followers to see events")
+        streaming_s = time.monotonic() - started
+        redis_proxy.set_mode(shape)
+        cut_at = time.monotonic()
+        stored_before = last_seqs(tasks)
+        ended_before = set(
+            Task.objects.filter(pk__in=stored_before, status__in=S.terminal()).values_list(
+                "pk", flat=True
+            )
+        )
+        # Created while the broker is away: its wake-up is lost, beat must bring it back.
+        fake_model.script("[late]", Text("late but here"))
+        created = httpx.post(
+            url + "/api/tasks/",
+            json={"prompt": "[late] created during the outage"},
+            headers={"Authorization": f"Token {key}"},
+            timeout=30,
+        )
+        # The outage's length is the fault itself, not a wait for something to happen.
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - cut_at)))
+        stored_during = {pk: seq - stored_before[pk] for pk, seq in last_seqs(tasks).items()}
+        redis_proxy.set_mode(ProxyMode.PASS)
+        restored_at = time.monotonic()
+        assert_every_task_ended_once_with_every_event(tasks)
+        finished_s = time.monotonic() - restored_at
+        assert created.status_code == 201, created.text
+        late = wait_until_finished([created.json()["id"]], timeout_s=60)[0]
+        assert late.status == S.SUCCEEDED and late.result_text == "late but here"
+        for follower in followers:
+            follower.join(30)
+        assert worker.process.poll() is None
+        wait_until(lambda: worker_answers(worker.name), 30, "the worker to answer over the broker")
+    for follower, task in zip(followers, tasks, strict=False):
+        follower.stop.set()
+        stored = list(task.events.order_by("seq").values_list("seq", flat=True))
+        assert follower.end == "succeeded"
+        assert follower.seqs == stored, (task.pk, follower.connects)
+    print(
+        f"\nredis {shape} {OUTAGE_S:.0f}s: all streaming after {streaming_s:.1f}s; events "
+        f"stored during the outage per task {sorted(stored_during.values())}; websocket "
+        f"connections per follower {[f.connects for f in followers]}; all finished "
+        f"{finished_s:.1f}s after; total {time.monotonic() - started:.1f}s"
+    )
+    # Redis is not the database: tasks that were still running kept storing.
+    assert all(n > 0 for pk, n in stored_during.items() if pk not in ended_before), stored_during
