@@ -37,6 +37,7 @@ from tasks_app.services import (
     workspaces,
 )
 from tasks_app.services.cli_binary import resolve_cli
+from tasks_app.services.coalescing import add_coalesced
 from tasks_app.services.events import NewEvent, StreamOwnershipLost, append_events
 from tasks_app.services.monitor import AttemptMonitor, StopCause
 from tasks_app.services.sessions import cli_config_path, workspace_path
@@ -152,6 +153,8 @@ class EventWriter:
     outage_since: float | None = None
     last_seq: int | None = None  # of the last event this writer stored
     in_doubt: int = 0  # events at the head of `unstored` whose commit may have happened
+    flush_s: float = field(default_factory=lambda: settings.AGENT_STREAM_FLUSH_MS / 1000)
+    pending_since: float | None = None  # when the oldest unstored event came in
 
     def write(self, events: list[CliEvent]) -> None:
         if not self.model_answered and any(from_the_model(e) for e in events):
@@ -165,8 +168,32 @@ class EventWriter:
             if event.kind is EventKind.RESULT or self.held_back:
                 self.held_back.append(new)
             else:
-                self.unstored.append(new)
-        self.flush()
+                self.hold(new)
+        if self.flush_due():
+            self.flush()
+
+    def hold(self, event: NewEvent) -> None:
+        """Keep `event` for the next flush, merged into the text delta before it when it
+        continues it; never into an event whose commit is in doubt (it may be stored)."""
+        if len(self.unstored) > self.in_doubt:
+            add_coalesced(self.unstored, event)
+        else:
+            self.unstored.append(event)
+        if self.pending_since is None:
+            self.pending_since = time.monotonic()
+
+    def flush_at(self) -> float | None:
+        """When the waiting events are to be stored: AGENT_STREAM_FLUSH_MS after the
+        oldest came in (one INSERT and one push for all), or at the next retry."""
+        if not self.unstored or self.pending_since is None:
+            return None
+        return max(self.pending_since + self.flush_s, self.retry_at)
+
+    def flush_due(self) -> bool:
+        when = self.flush_at()
+        if when is None:
+            return False
+        return len(self.unstored) >= MAX_EVENTS_PER_INSERT or time.monotonic() >= when
 
     def flush(self, *, final: bool = False) -> None:
         """Store the waiting events; raises StreamOwnershipLost if the task moved on.
@@ -186,6 +213,7 @@ class EventWriter:
                 )
                 del self.unstored[: len(batch)]
                 self.last_seq = rows[-1].seq
+            self.pending_since = None
         except db_outage.UNREACHABLE as exc:
             if batch:  # the connection broke, perhaps after the server committed it
                 self.in_doubt = len(batch)
@@ -235,6 +263,9 @@ def supervise(run: CliRun, writer: EventWriter, monitor: AttemptMonitor) -> Stop
             except StreamOwnershipLost:
                 cause = StopCause.LOST
                 run.request_stop(StopReason.REQUESTED)
+            flush_at = writer.flush_at()
+            if flush_at is not None:
+                run.wake_by(flush_at)  # a quiet CLI must not hold its last lines back
         if cause is None:
             cause = monitor.poll()
             if cause is not None:

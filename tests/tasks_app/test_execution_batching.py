@@ -45,7 +45,9 @@ def test_fast_cli_output_is_stored_in_batches_not_a_round_trip_per_line(user, tm
         status = execute_claimed_task(task)
     assert status == TaskStatus.SUCCEEDED
     texts = list(task.events.filter(kind="text").order_by("seq").values_list("payload", flat=True))
-    assert [t["text"] for t in texts] == [f"{i} " for i in range(LINES)]
+    # Consecutive deltas of one message are stored merged: the text, in order, is all there.
+    assert "".join(t["text"] for t in texts) == "".join(f"{i} " for i in range(LINES))
+    assert all(t["partial"] for t in texts) and len(texts) <= LINES / 20
     seqs = list(task.events.order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, len(seqs) + 1))
     inserts = [
@@ -55,3 +57,48 @@ def test_fast_cli_output_is_stored_in_batches_not_a_round_trip_per_line(user, tm
     ]
     print(f"\n{LINES} lines stored with {len(inserts)} inserts")
     assert len(inserts) <= LINES / 20
+
+
+PACED_CLI = f"""\
+#!{sys.executable}
+import json, sys, time
+sys.stdin.read()
+print(json.dumps({{"type": "system", "subtype": "init", "session_id": "s-2"}}), flush=True)
+for i in range(20):
+    delta = {{"type": "content_block_delta", "index": 0,
+             "delta": {{"type": "text_delta", "text": f"{{i}} "}}}}
+    print(json.dumps({{"type": "stream_event", "event": delta}}), flush=True)
+    time.sleep(0.02)
+print(json.dumps({{"type": "result", "subtype": "success", "is_error": False,
+                  "result": "done", "session_id": "s-2", "num_turns": 1,
+                  "total_cost_usd": 0.01, "duration_ms": 5, "usage": {{}}}}))
+"""
+
+
+def run_paced(user, tmp_path, flush_ms: int) -> list[dict]:
+    cli = tmp_path / "paced-claude"
+    cli.write_text(PACED_CLI)
+    cli.chmod(0o755)
+    task = make_task(user)
+    assert claim_task(task, worker="test-worker")
+    with override_settings(
+        AGENT_CLI=str(cli),
+        AGENT_WORKSPACE_ROOT=tmp_path / "ws",
+        AGENT_SANDBOX="off",
+        AGENT_STREAM_FLUSH_MS=flush_ms,
+    ):
+        assert execute_claimed_task(task) == TaskStatus.SUCCEEDED
+    seqs = list(task.events.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))
+    return list(task.events.filter(kind="text").order_by("seq").values_list("payload", flat=True))
+
+
+def test_deltas_written_within_one_flush_interval_become_one_stored_event(user, tmp_path):
+    texts = run_paced(user, tmp_path, flush_ms=60_000)
+    assert texts == [{"text": "".join(f"{i} " for i in range(20)), "partial": True}]
+
+
+def test_with_no_flush_interval_each_read_of_the_pipe_is_stored_as_it_comes(user, tmp_path):
+    texts = run_paced(user, tmp_path, flush_ms=0)
+    assert "".join(t["text"] for t in texts) == "".join(f"{i} " for i in range(20))
+    assert len(texts) > 1
