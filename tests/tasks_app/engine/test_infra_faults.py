@@ -1,4 +1,5 @@
-"""PostgreSQL and Redis cut off from the worker, beat and web for 10 s while 10 tasks stream.
+"""PostgreSQL, Redis and RabbitMQ cut off from the worker, beat and web for 10 s while 10
+tasks stream.
 
 The services themselves keep running: a TCP proxy (tests/fakes/tcp_proxy.py) stands
 between them and the processes under test, which reach them only through it, and either
@@ -9,24 +10,44 @@ talks to the services directly to watch.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from celery import Celery
 from django.conf import settings
 from websockets.exceptions import WebSocketException
 
 from tasks_app.models import Source, Task, TaskStatus
 from tasks_app.services.tasks import task_create
 from tasks_app.services.tokens import api_token_create
-from tests.engine import celery_beat, celery_worker, engine_env, wait_until_finished, worker_answers
+from tests.engine import (
+    celery_beat,
+    celery_worker,
+    engine_env,
+    wait_until_finished,
+    worker_answers,
+    worker_argv,
+)
 from tests.fakes.anthropic_api import FakeAnthropic, Text
 from tests.fakes.tcp_proxy import ProxyMode, TcpProxy
-from tests.live import asgi_server, test_database_url, wait_until, ws_connect, ws_recv
+from tests.live import (
+    LiveProcess,
+    asgi_server,
+    start_process,
+    stop_process,
+    test_database_url,
+    wait_until,
+    ws_connect,
+    ws_recv,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 S = TaskStatus
@@ -57,11 +78,17 @@ def timings(**overrides: str) -> dict[str, str]:
     }
 
 
-def start_streaming_tasks(fake_model: FakeAnthropic, owner) -> list[Task]:
+def created_here(owner, prompt: str) -> Task:
+    return task_create(owner=owner, prompt=prompt, source=Source.API)
+
+
+def start_streaming_tasks(
+    fake_model: FakeAnthropic, owner, create: Callable[[Any, str], Task] = created_here
+) -> list[Task]:
     tasks = []
     for i in range(TASKS):
         fake_model.script(f"[stream{i}]", Text(answer(i), CHUNK_CHARS, CHUNK_DELAY_S))
-        tasks.append(task_create(owner=owner, prompt=f"[stream{i}] talk", source=Source.API))
+        tasks.append(create(owner, f"[stream{i}] talk"))
     ids = [t.pk for t in tasks]
     wait_until(
         lambda: Task.objects.filter(pk__in=ids, events__kind="text").distinct().count() == TASKS,
@@ -275,3 +302,102 @@ def test_redis_cut_off_for_10s_loses_no_task_event_or_websocket_message(
     )
     # Redis is not the database: tasks that were still running kept storing.
     assert all(n > 0 for pk, n in stored_during.items() if pk not in ended_before), stored_during
+
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def post_task(url: str, key: str, prompt: str) -> httpx.Response:
+    return httpx.post(
+        url + "/api/tasks/",
+        json={"prompt": prompt},
+        headers={"Authorization": f"Token {key}"},
+        timeout=30,
+    )
+
+
+@contextlib.contextmanager
+def amqp_worker(env: dict[str, str], amqp: Celery) -> Iterator[LiveProcess]:
+    """celery_worker, answering pings over RabbitMQ (the test's own app speaks Redis)."""
+    name = f"w-amqp-{uuid.uuid4().hex[:8]}@localhost"
+    queues = "agent,github,dead_letter,celery"
+    live = start_process(name.split("@")[0], worker_argv(name, TASKS, queues), env)
+    live.name = name
+    try:
+        wait_until(
+            lambda: live.process.poll() is not None or amqp_answers(amqp, name),
+            60,
+            f"worker {name} to answer ping over RabbitMQ",
+        )
+        assert live.process.poll() is None, live.log()
+        yield live
+    finally:
+        stop_process(live, grace_s=30)
+
+
+def amqp_answers(amqp: Celery, name: str) -> bool:
+    return bool(amqp.control.ping(destination=[name], timeout=0.5))
+
+
+@pytest.fixture
+def amqp() -> Iterator[Celery]:
+    app = Celery(f"faults-{uuid.uuid4().hex[:8]}", broker=AMQP_URL, set_as_current=False)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def rabbitmq_proxy() -> Iterator[TcpProxy]:
+    with TcpProxy("127.0.0.1", 5672, name="amqp-proxy") as proxy:
+        yield proxy
+
+
+def test_rabbitmq_restarted_for_10s_mid_run_loses_no_task_or_event(
+    rabbitmq_proxy, amqp, fake_model, owner, workspace_root, tmp_path: Path
+):
+    """The broker's connections are reset and refused for 10 s, as across a restart
+    (the proxy keeps RabbitMQ's queues: a restart that lost them is the wiped-broker
+    case beat's re-publisher covers, see test_faults.py)."""
+    env = engine_env(
+        fake_model.base_url,
+        workspace_root,
+        CELERY_BROKER_URL=rabbitmq_proxy.url(AMQP_URL),
+        **timings(),
+    )
+    key = api_token_create(user=owner)[1]
+    started = time.monotonic()
+    with (
+        celery_beat(env, tmp_path),
+        amqp_worker(env, amqp) as worker,
+        asgi_server(env, name="web-amqp-proxy") as (url, _),
+    ):
+        # Through the web, so the wake-ups travel over RabbitMQ as in production.
+        def create(_owner: Any, prompt: str) -> Task:
+            response = post_task(url, key, prompt)
+            assert response.status_code == 201, response.text
+            return Task.objects.get(pk=response.json()["id"])
+
+        tasks = start_streaming_tasks(fake_model, owner, create)
+        streaming_s = time.monotonic() - started
+        rabbitmq_proxy.set_mode(ProxyMode.REFUSE)
+        cut_at = time.monotonic()
+        stored_before = last_seqs(tasks)
+        fake_model.script("[late]", Text("late but here"))
+        created = post_task(url, key, "[late] created while the broker restarts")
+        # The outage's length is the fault itself, not a wait for something to happen.
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - cut_at)))
+        stored_during = {pk: seq - stored_before[pk] for pk, seq in last_seqs(tasks).items()}
+        rabbitmq_proxy.set_mode(ProxyMode.PASS)
+        restored_at = time.monotonic()
+        assert_every_task_ended_once_with_every_event(tasks)
+        assert created.status_code == 201, created.text
+        late = wait_until_finished([created.json()["id"]], timeout_s=60)[0]
+        late_s = time.monotonic() - restored_at
+        assert late.status == S.SUCCEEDED and late.result_text == "late but here"
+        assert worker.process.poll() is None
+        wait_until(lambda: amqp_answers(amqp, worker.name), 30, "the worker to answer again")
+    print(
+        f"\nrabbitmq refused {OUTAGE_S:.0f}s: all streaming after {streaming_s:.1f}s; events "
+        f"stored during the outage per task {sorted(stored_during.values())}; the task "
+        f"created during it done {late_s:.1f}s after; total {time.monotonic() - started:.1f}s"
+    )
