@@ -8,6 +8,7 @@ CLI instead of writing over whoever owns it now.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -154,7 +155,7 @@ class EventWriter:
     last_seq: int | None = None  # of the last event this writer stored
     in_doubt: int = 0  # events at the head of `unstored` whose commit may have happened
     flush_s: float = field(default_factory=lambda: settings.AGENT_STREAM_FLUSH_MS / 1000)
-    pending_since: float | None = None  # when the oldest unstored event came in
+    flushed_at: float = -math.inf  # when events were last stored
 
     def write(self, events: list[CliEvent]) -> None:
         if not self.model_answered and any(from_the_model(e) for e in events):
@@ -179,15 +180,14 @@ class EventWriter:
             add_coalesced(self.unstored, event)
         else:
             self.unstored.append(event)
-        if self.pending_since is None:
-            self.pending_since = time.monotonic()
 
     def flush_at(self) -> float | None:
-        """When the waiting events are to be stored: AGENT_STREAM_FLUSH_MS after the
-        oldest came in (one INSERT and one push for all), or at the next retry."""
-        if not self.unstored or self.pending_since is None:
+        """When the waiting events are to be stored: at once, unless the last flush was
+        less than AGENT_STREAM_FLUSH_MS ago (then all that came meanwhile go in one
+        INSERT and one push), or at the next retry after a database outage."""
+        if not self.unstored:
             return None
-        return max(self.pending_since + self.flush_s, self.retry_at)
+        return max(self.flushed_at + self.flush_s, self.retry_at)
 
     def flush_due(self) -> bool:
         when = self.flush_at()
@@ -213,7 +213,7 @@ class EventWriter:
                 )
                 del self.unstored[: len(batch)]
                 self.last_seq = rows[-1].seq
-            self.pending_since = None
+            self.flushed_at = time.monotonic()
         except db_outage.UNREACHABLE as exc:
             if batch:  # the connection broke, perhaps after the server committed it
                 self.in_doubt = len(batch)
