@@ -51,13 +51,3 @@ def retry_while_unreachable(step: Callable[[], T], *, what: str) -> T:
             forget_broken_connection()
             time.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
-
-
-def wait_until_reachable(*, what: str) -> None:
-    """Return once a query succeeds (see retry_while_unreachable for the bound)."""
-
-    def ping() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-
-    retry_while_unreachable(ping, what=what)

@@ -378,7 +378,12 @@ def keep_work(task: Task, checkout: workspaces.Checkout, ended: AttemptEnd) -> A
     """Commit and push (or save) a successful attempt's work; an attempt whose work
     cannot be kept is not a success."""
     try:
-        workspaces.publish_attempt(task, checkout, ended.summary.result_text)
+        # Safe to run again after a lost connection: the commit then finds nothing new
+        # and returns the same head, and the push or bundle is the same.
+        db_outage.retry_while_unreachable(
+            partial(workspaces.publish_attempt, task, checkout, ended.summary.result_text),
+            what="publish_attempt",
+        )
     except WorkspaceError as exc:
         verdict = Verdict.TRANSIENT if exc.transient else Verdict.FAILED
         return replace(ended, summary=replace(ended.summary, verdict=verdict, error=str(exc)))
@@ -423,19 +428,22 @@ def run_attempt(
         traces.cli_ended(span, outcome, summary)
     if cause is StopCause.LOST:
         return None
-    # What follows writes to the database (transcript, work, ending): an outage that
-    # began during the run is waited out here rather than failing the attempt.
+    # What follows writes to the database (events, transcript, work, ending), each step
+    # safe to repeat: an outage around the run's end is waited out, not a failed attempt.
     try:
         db_outage.retry_while_unreachable(partial(writer.flush, final=True), what="events")
     except StreamOwnershipLost:
         return None
-    db_outage.wait_until_reachable(what="attempt_end")
     if summary.cli_session_id:
-        transcripts.save_transcript(
-            session=task.session,
-            config_dir=cli_config_path(task.session),
-            cli_session_id=summary.cli_session_id,
-            secrets=tuple(known_secrets()),
+        db_outage.retry_while_unreachable(
+            partial(
+                transcripts.save_transcript,
+                session=task.session,
+                config_dir=cli_config_path(task.session),
+                cli_session_id=summary.cli_session_id,
+                secrets=tuple(known_secrets()),
+            ),
+            what="save_transcript",
         )
     log.info(
         "attempt_finished",

@@ -43,11 +43,13 @@ from tests.live import (
     asgi_server,
     start_process,
     stop_process,
-    test_database_url,
     wait_until,
     ws_connect,
     ws_recv,
 )
+
+# Imported under another name: pytest would collect a `test_*` name as a test.
+from tests.live import test_database_url as children_database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 S = TaskStatus
@@ -145,7 +147,7 @@ def test_postgres_cut_off_for_10s_loses_no_task_and_no_event(
     env = engine_env(
         fake_model.base_url,
         workspace_root,
-        DATABASE_URL=postgres_proxy.url(test_database_url()),
+        DATABASE_URL=postgres_proxy.url(children_database_url()),
         **timings(),
     )
     started = time.monotonic()
