@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench import db
 
     fake_cli = install_fake_cli(config.fake_cli)
-    scratch = config.run_dir / "scratch"
+    scratch = config.scratch
     modules = [importlib.import_module(f"bench.{name}") for name in args.selected]
     results: list[BenchResult] = []
     signal.signal(signal.SIGTERM, _abort)

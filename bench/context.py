@@ -24,7 +24,7 @@ class Sizes:
     stream_interval_single_ms: float = 20.0
     streams_multi: int = 50
     stream_lines_multi: int = 40
-    stream_interval_multi_ms: float = 100.0
+    stream_interval_multi_ms: float = 50.0
     fanout_clients: int = 500
     fanout_lines: int = 20
     fanout_interval_ms: float = 50.0

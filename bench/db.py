@@ -112,3 +112,12 @@ def settle() -> int:
         except TaskConflict:
             continue  # it finished meanwhile
     return len(left)
+
+
+def text_delta_rows(task_ids: Sequence[int]) -> int:
+    """Stored text-delta events of these tasks (merged deltas count once)."""
+    from tasks_app.models import TaskEvent
+
+    return TaskEvent.objects.filter(
+        task_id__in=task_ids, kind="text", payload__partial=True
+    ).count()

@@ -30,21 +30,28 @@ def prompt(*, lines: int = 0, interval_ms: float = 0.0, go_file: str | None = No
 
 
 def delta_line(index: int) -> str:
-    """One stream-json text delta: `<index> <time.time()>` as its text."""
+    """One stream-json text delta: `<index> <time.time()>;` as its text (the `;` keeps
+    deltas apart once the service merges consecutive ones into one event)."""
     event = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta"}}
-    event["delta"]["text"] = f"{index} {time.time():.6f}"
+    event["delta"]["text"] = f"{index} {time.time():.6f};"
     return json.dumps({"type": "stream_event", "event": event}) + "\n"
 
 
-def parse_delta_text(text: str) -> tuple[int, float] | None:
-    """(index, written at) from a delta's text, or None for any other text."""
-    parts = text.split(" ")
-    if len(parts) != 2 or not parts[0].isdigit():
-        return None
-    try:
-        return int(parts[0]), float(parts[1])
-    except ValueError:
-        return None
+def parse_delta_texts(text: str) -> list[tuple[int, float]]:
+    """(index, written at) of every delta in a (possibly merged) delta text; [] for
+    any other text."""
+    if not text.endswith(";"):
+        return []
+    found = []
+    for piece in text[:-1].split(";"):
+        parts = piece.split(" ")
+        if len(parts) != 2 or not parts[0].isdigit():
+            return []
+        try:
+            found.append((int(parts[0]), float(parts[1])))
+        except ValueError:
+            return []
+    return found
 
 
 def _write_transcript(session_id: str) -> None:

@@ -261,7 +261,12 @@ def verify(ids: list[int]) -> dict[str, Any]:
         "missing": len(ids) - tasks.count(),
         "unfinished": tasks.exclude(status__in=terminal).count(),
         "double_finishes": endings.values("task_id").annotate(n=twice).filter(n__gt=1).count(),
-        "double_results": results.values("task_id").annotate(n=twice).filter(n__gt=1).count(),
+        # An attempt handed back after its result (its work could not be kept, say) and
+        # run again has a result of its own: one per attempt, one ending per task.
+        "double_results": results.values("task_id", "attempt")
+        .annotate(n=twice)
+        .filter(n__gt=1)
+        .count(),
         "seq_gaps": tasks.annotate(n=Count("events")).exclude(n=F("last_seq")).count(),
         "retried": tasks.filter(attempts__gt=1).count(),
         "by_status": dict(tasks.values_list("status").annotate(n=Count("id"))),

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.fake_cli import parse_delta_text
+from bench.fake_cli import parse_delta_texts
 
 VISIT_S = (1.0, 6.0)  # how long a client stays before hanging up
 PAUSE_S = (0.0, 1.0)  # between two visits
@@ -62,9 +62,9 @@ class Visit:
             self.stats.gaps += 1
         self.seen[self.task_id] = seq
         if self.live and message.get("kind") == "text":
-            parsed = parse_delta_text(str((message.get("payload") or {}).get("text", "")))
-            if parsed is not None:
-                self.stats.lags.append((received_at, received_at - parsed[1]))
+            text = str((message.get("payload") or {}).get("text", ""))
+            for _, written_at in parse_delta_texts(text):
+                self.stats.lags.append((received_at, received_at - written_at))
 
 
 async def client(

@@ -57,6 +57,12 @@ class StackConfig:
         return self.run_dir / "fake-cli" / "bin" / "fake-claude"
 
     @property
+    def scratch(self) -> Path:
+        # Inside the fake CLI's install, which the agent sandbox shows the CLI (read
+        # only): the files a held fake CLI waits for must be visible to it there.
+        return self.fake_cli.parent.parent / "scratch"
+
+    @property
     def logs(self) -> Path:
         return self.run_dir / "logs"
 
@@ -138,9 +144,11 @@ def reset_redis(url: str) -> None:
 
 def reset_run_dir(config: StackConfig) -> None:
     """Empty workspaces and metrics directories (the bench process has its own)."""
-    for name in ("workspaces", "prometheus", "prometheus-bench", "scratch"):
-        shutil.rmtree(config.run_dir / name, ignore_errors=True)
-        (config.run_dir / name).mkdir(parents=True)
+    run_dir = config.run_dir
+    for path in (*(run_dir / n for n in ("workspaces", "prometheus", "prometheus-bench")),
+                 config.scratch):  # fmt: skip
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
     config.logs.mkdir(parents=True, exist_ok=True)
     # WhiteNoise warns on every request when STATIC_ROOT does not exist.
     (ROOT / "var" / "staticfiles").mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.fake_cli import parse_delta_text
+from bench.fake_cli import parse_delta_texts
 
 T = TypeVar("T")
 CONNECT_CONCURRENCY = 50
@@ -61,9 +61,8 @@ def _record(watch: Watch, raw: str | bytes, received_at: float) -> None:
     watch.seqs.append(message["seq"])
     payload = message.get("payload") or {}
     if message["kind"] == "text":
-        parsed = parse_delta_text(str(payload.get("text", "")))
-        if parsed is not None:
-            watch.latencies.append(received_at - parsed[1])
+        for _, written_at in parse_delta_texts(str(payload.get("text", ""))):
+            watch.latencies.append(received_at - written_at)
     elif message["kind"] == "system" and payload.get("subtype") == "init":
         watch.ready.set()
 
