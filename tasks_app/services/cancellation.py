@@ -10,7 +10,7 @@ from __future__ import annotations
 import structlog
 from redis.exceptions import RedisError
 
-from tasks_app.services.redis_store import get_flag_redis, get_redis
+from tasks_app.services.redis_store import get_quick_redis, get_redis
 
 log = structlog.get_logger(__name__)
 FLAG_TTL_S = 24 * 3600
@@ -39,7 +39,7 @@ def read_flags(task_id: int, worker: str) -> tuple[bool, bytes | None]:
     """The task's cancel flag and its worker's drain deadline, in one round trip."""
     from tasks_app.services.draining import drain_key
 
-    cancel, deadline = get_flag_redis().mget(_flag_key(task_id), drain_key(worker))
+    cancel, deadline = get_quick_redis().mget(_flag_key(task_id), drain_key(worker))
     return cancel is not None, deadline
 
 

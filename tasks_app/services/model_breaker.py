@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from cli_exec.claude import RunSummary, Verdict
 from tasks_app.metrics import MODEL_BREAKER_TRIPS
-from tasks_app.services.redis_store import get_redis
+from tasks_app.services.redis_store import get_quick_redis
 
 log = structlog.get_logger(__name__)
 PREFIX = "agentsite:model-breaker:"
@@ -50,7 +50,7 @@ def model_unavailable(summary: RunSummary) -> bool:
 
 def state() -> BreakerState:
     try:
-        since, until = get_redis().mget(SINCE, OPEN_UNTIL)
+        since, until = get_quick_redis().mget(SINCE, OPEN_UNTIL)
     except RedisError:
         return BreakerState(None, None)
     return BreakerState(_float(since), _float(until))
@@ -70,7 +70,7 @@ def claim_permit() -> tuple[bool, float]:
         # A probe either hears the model (closing the breaker) or fails within seconds;
         # one whose worker died frees the way after this, not after a whole task.
         ttl = max(1, int(settings.AGENT_STALE_AFTER_S + settings.AGENT_MODEL_BREAKER_COOLDOWN_S))
-        if get_redis().set(PROBE, uuid.uuid4().hex, nx=True, ex=ttl):
+        if get_quick_redis().set(PROBE, uuid.uuid4().hex, nx=True, ex=ttl):
             log.info("model_breaker_probe")
             return True, 0.0
     except RedisError:
@@ -81,7 +81,7 @@ def claim_permit() -> tuple[bool, float]:
 def probe_done() -> None:
     """The probe's claim found no task: the next worker may probe."""
     try:
-        get_redis().delete(PROBE)
+        get_quick_redis().delete(PROBE)
     except RedisError:
         pass
 
@@ -108,7 +108,7 @@ def model_answered_now() -> None:
 
 
 def _record_failure() -> bool:
-    client = get_redis()
+    client = get_quick_redis()
     now = time.time()
     window = settings.AGENT_MODEL_BREAKER_WINDOW_S
     cooldown = settings.AGENT_MODEL_BREAKER_COOLDOWN_S
@@ -135,7 +135,7 @@ def _record_failure() -> bool:
 
 
 def _close() -> None:
-    client = get_redis()
+    client = get_quick_redis()
     if client.get(SINCE) is None:
         return
     client.delete(SINCE, OPEN_UNTIL, PROBE, FAILURES)

@@ -25,10 +25,12 @@ def get_redis() -> redis.Redis:
 
 
 @cache
-def get_flag_redis() -> redis.Redis:
-    """For the flags a running attempt polls several times a second: an answer takes
-    milliseconds, and a Redis that does not answer must not stall the attempt (the
-    database heartbeat carries a cancel too), so short timeouts and no retry."""
+def get_quick_redis() -> redis.Redis:
+    """For the small calls on a running attempt's path (the cancel and drain flags it
+    polls several times a second, the model breaker at its start and end): an answer
+    takes milliseconds, and a Redis that does not answer must not stall the attempt
+    (each caller falls back: the database heartbeat carries a cancel too, the breaker
+    counts nothing), so short timeouts and no retry."""
     return redis.Redis.from_url(
         settings.REDIS_URL,
         socket_connect_timeout=0.5,

@@ -65,6 +65,6 @@ def test_after_the_cool_down_one_probe_decides():
 
 def test_without_redis_everything_goes_through(monkeypatch):
     unreachable = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
-    monkeypatch.setattr(model_breaker, "get_redis", lambda: unreachable)
+    monkeypatch.setattr(model_breaker, "get_quick_redis", lambda: unreachable)
     assert model_breaker.claim_permit() == (True, 0.0)
     assert model_breaker.record(OVERLOADED) is False
