@@ -9,6 +9,8 @@ one delta holding the concatenation renders exactly as the run of deltas did.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tasks_app.services.events import NewEvent
 
 # A merged delta stays one WebSocket message a browser renders at once.
@@ -33,20 +35,26 @@ def _same_block(earlier: NewEvent, later: NewEvent) -> bool:
     )
 
 
-def add_coalesced(pending: list[NewEvent], event: NewEvent) -> None:
+def add_coalesced(
+    pending: list[NewEvent], event: NewEvent, redact: Callable[[str], str] = str
+) -> None:
     """Append `event` to `pending`, merged into the last one when both are text deltas
-    of one message (and the merged text stays under MAX_MERGED_CHARS)."""
+    of one message (and the merged text stays under MAX_MERGED_CHARS).
+
+    Each delta was redacted alone, but a secret can straddle two of them: `redact`
+    runs again on the merged text, so no stored event holds it whole.
+    """
     if pending and is_text_delta(event) and is_text_delta(pending[-1]):
         last = pending[-1]
         text = last.payload["text"] + event.payload["text"]
         if _same_block(last, event) and len(text) <= MAX_MERGED_CHARS:
-            pending[-1] = NewEvent(last.kind, {**last.payload, "text": text})
+            pending[-1] = NewEvent(last.kind, {**last.payload, "text": redact(text)})
             return
     pending.append(event)
 
 
-def coalesced(events: list[NewEvent]) -> list[NewEvent]:
+def coalesced(events: list[NewEvent], redact: Callable[[str], str] = str) -> list[NewEvent]:
     merged: list[NewEvent] = []
     for event in events:
-        add_coalesced(merged, event)
+        add_coalesced(merged, event, redact)
     return merged

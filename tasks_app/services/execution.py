@@ -23,6 +23,7 @@ from django.utils import timezone
 from cli_exec import CliStartError
 from cli_exec.claude import ClaudeOptions, RunSummary, Verdict, build_argv, build_env, summarize_run
 from cli_exec.events import CliEvent, EventKind
+from cli_exec.redact import Redactor
 from cli_exec.runner import CliCommand, CliRun, RunLimits, RunOutcome, StopReason
 from cli_exec.sandbox import SandboxRun, SandboxStartError, SandboxUnavailable
 from tasks_app import selectors
@@ -154,6 +155,7 @@ class EventWriter:
     outage_since: float | None = None
     last_seq: int | None = None  # of the last event this writer stored
     in_doubt: int = 0  # events at the head of `unstored` whose commit may have happened
+    redactor: Redactor = field(default_factory=lambda: Redactor(()))
     flush_s: float = field(default_factory=lambda: settings.AGENT_STREAM_FLUSH_MS / 1000)
     flushed_at: float = -math.inf  # when events were last stored
 
@@ -177,7 +179,7 @@ class EventWriter:
         """Keep `event` for the next flush, merged into the text delta before it when it
         continues it; never into an event whose commit is in doubt (it may be stored)."""
         if len(self.unstored) > self.in_doubt:
-            add_coalesced(self.unstored, event)
+            add_coalesced(self.unstored, event, self.redactor.redact_text)
         else:
             self.unstored.append(event)
 
@@ -400,7 +402,7 @@ def run_attempt(
     """Run the command under supervision; `after_start` runs once it has started (the
     workspace filled while a held sandbox starts)."""
     started = time.monotonic()
-    writer = EventWriter(task, attempt)
+    writer = EventWriter(task, attempt, redactor=Redactor(command.secrets))
     monitor = AttemptMonitor(
         task=task, attempt=attempt, limit_hit=sandbox.limit_hit if sandbox else None
     )

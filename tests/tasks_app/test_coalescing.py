@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from cli_exec.redact import Redactor
 from tasks_app.services.coalescing import MAX_MERGED_CHARS, add_coalesced, coalesced
 from tasks_app.services.events import NewEvent
 
@@ -104,3 +105,10 @@ def test_generated_streams_mean_the_same_merged_with_fewer_events(seed):
     merged = coalesced(raw)
     assert runs(merged) == runs(raw)
     assert len(merged) == len(runs(raw))  # one event per run: nothing left unmerged
+
+
+def test_a_secret_split_across_deltas_is_redacted_once_they_are_merged():
+    redact = Redactor(["sk-ant-abc123xyz"]).redact_text
+    raw = [delta("the key is sk-a"), delta("nt-abc1"), delta("23xyz, keep it")]
+    assert all("sk-ant-abc123xyz" not in e.payload["text"] for e in raw)
+    assert coalesced(raw, redact) == [delta("the key is [REDACTED], keep it")]
