@@ -289,9 +289,21 @@ CELERY_DB_REUSE_MAX = 1000
 # consumer's cancellation (redis/redis-py#2551): its receive loop then runs forever and
 # the web server never finishes shutting down. So no read timeout, as before redis-py 8;
 # the pop itself returns every 5 s, and keepalive notices a dead peer.
+# pubsub: one PUBLISH per group message, nothing kept for consumers that are gone
+# (agentsite/channel_layer.py); core: channels-redis' list-based layer, measured against
+# it in `python -m bench --only channel_layer` (README, Performance).
+CHANNEL_LAYER_BACKENDS = {
+    "pubsub": "agentsite.channel_layer.BoundedPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+}
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
+if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
+    raise environ.ImproperlyConfigured(
+        f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYER_BACKENDS)}, not {CHANNEL_LAYER!r}"
+    )
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
         "CONFIG": {
             "hosts": [
                 {

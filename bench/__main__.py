@@ -40,6 +40,7 @@ BENCHMARKS = (
     "sandbox",
     "workspaces",
     "tracing",
+    "channel_layer",
 )
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 BENCH_USER = "bench"

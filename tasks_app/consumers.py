@@ -179,7 +179,10 @@ class LiveSocket(AsyncJsonWebsocketConsumer):
                     await self.on_heartbeat()
                 except StopConsumer:
                     return
-                except (RedisError, OSError, DatabaseError) as exc:
+                except (RedisError, OSError, DatabaseError, RuntimeError) as exc:
+                    # RuntimeError: redis-py writing to a connection whose (uvloop)
+                    # transport a Redis outage closed. A heartbeat that died here would
+                    # leave its socket waiting for pushes alone, for ever.
                     log.warning("ws_heartbeat_failed", user_id=self.user.pk, error=str(exc))
 
     async def _release(self) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from django.conf import settings
 
 from agentsite.channel_layer import BoundedPubSubChannelLayer, DropOldestQueue
+from tests.fakes.tcp_proxy import ProxyMode, TcpProxy
+from tests.tasks_app.engine.outages import redis_address
 
 
 def layer(capacity: int) -> BoundedPubSubChannelLayer:
@@ -70,3 +73,38 @@ def test_a_consumer_that_left_leaves_no_queue_behind():
 
     leaving_kept, staying_kept = asyncio.run(scenario())
     assert not leaving_kept and staying_kept
+
+
+@pytest.mark.parametrize("shape", [ProxyMode.REFUSE, ProxyMode.BLACKHOLE])
+def test_a_subscriber_hears_its_groups_again_after_redis_was_away(shape):
+    host, port = redis_address(settings.REDIS_URL)
+    with TcpProxy(host, port, name="layer-proxy") as proxy:
+        prefix = f"test-layer-{uuid.uuid4().hex[:8]}"
+        through_proxy = BoundedPubSubChannelLayer(hosts=[proxy.url(settings.REDIS_URL)],
+                                                  prefix=prefix)  # fmt: skip
+        direct = BoundedPubSubChannelLayer(hosts=[settings.REDIS_URL], prefix=prefix)
+
+        async def heard(channel: str, n: int) -> bool:
+            await direct.group_send("task.3", {"type": "task.events", "n": n})
+            try:
+                return (await asyncio.wait_for(through_proxy.receive(channel), 0.5))["n"] == n
+            except TimeoutError:
+                return False
+
+        async def scenario() -> tuple[bool, int]:
+            channel = await through_proxy.new_channel()
+            await through_proxy.group_add("task.3", channel)
+            before = await heard(channel, 0)
+            await asyncio.to_thread(proxy.set_mode, shape)
+            await asyncio.sleep(3)  # the outage itself
+            await asyncio.to_thread(proxy.set_mode, ProxyMode.PASS)
+            tries = 1
+            while not await heard(channel, tries) and tries < 40:
+                tries += 1
+            await through_proxy.flush()
+            await direct.flush()
+            return before, tries
+
+        before, tries = asyncio.run(scenario())
+    assert before
+    assert tries < 40, "the subscriber never heard its group again"

@@ -25,25 +25,34 @@ async def _receive(channel: str) -> dict[str, Any]:
 
 
 def test_pushes_from_sync_code_arrive_in_order_on_one_loop():
-    channel = asyncio.run(_join("test.push.order"))
+    async def scenario() -> list[int]:
+        # Subscribed for the whole exchange, as a consumer is (a pub/sub layer keeps
+        # nothing for a channel while nobody listens).
+        channel = await _join("test.push.order")
+        for number in range(3):
+            message = {"type": "task.events", "number": number}
+            await asyncio.to_thread(broadcast._group_send, "test.push.order", message)
+        return [(await _receive(channel))["number"] for _ in range(3)]
 
-    for number in range(3):
-        broadcast._group_send("test.push.order", {"type": "task.events", "number": number})
-
-    received = [asyncio.run(_receive(channel))["number"] for _ in range(3)]
-    assert received == [0, 1, 2]
+    assert asyncio.run(scenario()) == [0, 1, 2]
 
 
-def test_a_push_from_a_forked_pool_process_arrives():
-    # The parent's loop thread exists before the fork, as in a worker whose main process
-    # pushed something; the child (a Celery pool process) must not wait on that thread.
-    broadcast._group_send("test.push.warm-up", {"type": "task.events"})
-    channel = asyncio.run(_join("test.push.fork"))
-
+def push_from_a_forked_child() -> None:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child only pushes and leaves
         broadcast._group_send("test.push.fork", {"type": "task.events", "from": "child"})
         os._exit(0)
     os.waitpid(pid, 0)
 
-    assert asyncio.run(_receive(channel))["from"] == "child"
+
+def test_a_push_from_a_forked_pool_process_arrives():
+    # The parent's loop thread exists before the fork, as in a worker whose main process
+    # pushed something; the child (a Celery pool process) must not wait on that thread.
+    broadcast._group_send("test.push.warm-up", {"type": "task.events"})
+
+    async def scenario() -> dict[str, Any]:
+        channel = await _join("test.push.fork")
+        await asyncio.to_thread(push_from_a_forked_child)
+        return await _receive(channel)
+
+    assert asyncio.run(scenario())["from"] == "child"
