@@ -47,6 +47,7 @@ def test_fast_cli_output_is_stored_in_batches_not_a_round_trip_per_line(user, tm
     texts = list(task.events.filter(kind="text").order_by("seq").values_list("payload", flat=True))
     # Consecutive deltas of one message are stored merged: the text, in order, is all there.
     assert "".join(t["text"] for t in texts) == "".join(f"{i} " for i in range(LINES))
+    print(f"\n{LINES} deltas stored as {len(texts)} text events")
     assert all(t["partial"] for t in texts) and len(texts) <= LINES / 20
     seqs = list(task.events.order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, len(seqs) + 1))
