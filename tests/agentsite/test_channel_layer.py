@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 
 from agentsite.channel_layer import BoundedPubSubChannelLayer, DropOldestQueue
+from tests.channel_layers import subscribed
 from tests.fakes.tcp_proxy import ProxyMode, TcpProxy
 from tests.tasks_app.engine.outages import redis_address
 
@@ -39,6 +40,7 @@ def test_group_messages_reach_members_and_a_slow_member_keeps_the_newest():
         fast, slow = await bounded.new_channel(), await bounded.new_channel()
         await bounded.group_add("task.1", fast)
         await bounded.group_add("task.1", slow)
+        await subscribed(bounded, bounded, "task.1", fast, slow)
         got_fast = []
         for n in range(6):
             await bounded.group_send("task.1", {"type": "task.events", "n": n})
@@ -60,6 +62,7 @@ def test_a_consumer_that_left_leaves_no_queue_behind():
         staying, leaving = await bounded.new_channel(), await bounded.new_channel()
         await bounded.group_add("task.2", staying)
         await bounded.group_add("task.2", leaving)
+        await subscribed(bounded, bounded, "task.2", staying, leaving)
         waiting = asyncio.ensure_future(bounded.receive(leaving))
         await asyncio.sleep(0.05)
         waiting.cancel()  # the socket closed: Channels cancels its receive
@@ -94,6 +97,7 @@ def test_a_subscriber_hears_its_groups_again_after_redis_was_away(shape):
         async def scenario() -> tuple[bool, int]:
             channel = await through_proxy.new_channel()
             await through_proxy.group_add("task.3", channel)
+            await subscribed(direct, through_proxy, "task.3", channel)
             before = await heard(channel, 0)
             await asyncio.to_thread(proxy.set_mode, shape)
             await asyncio.sleep(3)  # the outage itself

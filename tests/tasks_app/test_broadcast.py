@@ -9,6 +9,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from tasks_app.services import broadcast
+from tests.channel_layers import subscribed
 
 RECEIVE_TIMEOUT_S = 15.0
 
@@ -29,6 +30,7 @@ def test_pushes_from_sync_code_arrive_in_order_on_one_loop():
         # Subscribed for the whole exchange, as a consumer is (a pub/sub layer keeps
         # nothing for a channel while nobody listens).
         channel = await _join("test.push.order")
+        await subscribed(get_channel_layer(), get_channel_layer(), "test.push.order", channel)
         for number in range(3):
             message = {"type": "task.events", "number": number}
             await asyncio.to_thread(broadcast._group_send, "test.push.order", message)
@@ -52,6 +54,7 @@ def test_a_push_from_a_forked_pool_process_arrives():
 
     async def scenario() -> dict[str, Any]:
         channel = await _join("test.push.fork")
+        await subscribed(get_channel_layer(), get_channel_layer(), "test.push.fork", channel)
         await asyncio.to_thread(push_from_a_forked_child)
         return await _receive(channel)
 
