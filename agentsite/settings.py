@@ -136,6 +136,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AGENT_CLI = env.str("AGENT_CLI", default="")  # resolved by tasks_app.services.cli_binary
 AGENT_WORKSPACE_ROOT = Path(env.str("AGENT_WORKSPACE_ROOT", default=str(VAR_DIR / "workspaces")))
 AGENT_MAX_CONCURRENCY = env.int("AGENT_MAX_CONCURRENCY", default=4)
+# How a worker holds its slots: "prefork" (a pool process per slot) or "threads" (one
+# process supervising every slot's CLI from a thread of its own; see bench `slots`).
+AGENT_WORKER_POOL = env.str("AGENT_WORKER_POOL", default="prefork")
+if AGENT_WORKER_POOL not in ("prefork", "threads"):
+    raise environ.ImproperlyConfigured(
+        f"AGENT_WORKER_POOL must be prefork or threads, not {AGENT_WORKER_POOL!r}"
+    )
 AGENT_MAX_RUNNING_PER_USER = env.int("AGENT_MAX_RUNNING_PER_USER", default=2)
 AGENT_MAX_QUEUED_PER_USER = env.int("AGENT_MAX_QUEUED_PER_USER", default=50)
 AGENT_TASK_TIMEOUT_S = env.int("AGENT_TASK_TIMEOUT_S", default=1800)
@@ -216,6 +223,7 @@ AGENT_GIT_TIMEOUT_S = env.float("AGENT_GIT_TIMEOUT_S", default=600.0)
 # --- Redis, Celery, Channels ----------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_WORKER_POOL = AGENT_WORKER_POOL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -41,6 +41,7 @@ BENCHMARKS = (
     "workspaces",
     "tracing",
     "channel_layer",
+    "slots",
 )
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 BENCH_USER = "bench"

@@ -14,8 +14,9 @@ from typing import Any
 from bench import streaming
 from bench.context import Context
 from bench.report import BenchResult, Figure
+from bench.stack import one_connection_per_slot
 from bench.stats import Summary, summarize_ms
-from bench.streaming import POOL_ENV, StreamRun, incomplete, latencies, stream_tasks
+from bench.streaming import StreamRun, incomplete, latencies, stream_tasks
 
 NAME = "channel_layer"
 NEEDS_STACK = True
@@ -51,7 +52,8 @@ def run(ctx: Context) -> BenchResult:
     results: dict[str, dict[str, tuple[Summary, float]]] = {}
     for layer in LAYERS:
         env = {"CHANNEL_LAYER": layer}
-        with ctx.services(f"bench-layer-{layer}", concurrency, POOL_ENV, env=env) as services:
+        worker_env = one_connection_per_slot()
+        with ctx.services(f"bench-layer-{layer}", concurrency, worker_env, env=env) as services:
             streaming.stream_tasks(ctx, services, tasks=1, clients_per_task=1, lines=10,
                                    interval_ms=20.0)  # fmt: skip
             results[layer] = {

@@ -39,6 +39,10 @@ class Sizes:
     gateway_deltas: int = 150
     workspace_files: int = 20_000
     workspace_commits: int = 300
+    slots_compared: int = 50
+    slots_many: int = 200
+    slots_lines: int = 40
+    slots_interval_ms: float = 200.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -62,6 +66,9 @@ class Sizes:
             gateway_deltas=60,
             workspace_files=5_000,
             workspace_commits=50,
+            slots_compared=8,
+            slots_many=32,
+            slots_lines=20,
         )
 
 

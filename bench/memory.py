@@ -22,8 +22,8 @@ BATCH = 100
 
 
 def worker_memory(pid: int) -> dict[str, Any]:
-    """Summed over the worker's main process and its direct children (the pool)."""
-    return procstat.memory([pid, *procstat.children(pid)])
+    """Summed over the worker's main process and its pool."""
+    return procstat.memory(procstat.worker_processes(pid))
 
 
 def run(ctx: Context) -> BenchResult:

@@ -18,6 +18,21 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def worker_processes(pid: int) -> list[int]:
+    """A Celery worker's own processes: its main process and, with prefork, its pool
+    (forked, so started by the same command line); never the CLIs it runs, which with
+    the threads pool are the main process's own children."""
+    own = _cmdline(pid)
+    return [pid, *(child for child in children(pid) if _cmdline(child) == own)]
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time of these processes (not of their children)."""
     total = 0
@@ -63,7 +78,7 @@ class CpuMeter:
         return {
             "wall_s": time.monotonic(),
             "web_cpu_s": cpu_seconds([self.web_pid]),
-            "worker_cpu_s": cpu_seconds([self.worker_pid, *children(self.worker_pid)]),
+            "worker_cpu_s": cpu_seconds(worker_processes(self.worker_pid)),
             "bench_cpu_s": cpu_seconds([os.getpid()]),
         }
 

@@ -67,6 +67,20 @@ class StackConfig:
         return self.run_dir / "logs"
 
 
+def worker_pool() -> str:
+    """The pool every benchmark's worker uses unless it sets its own (AGENT_WORKER_POOL)."""
+    return os.environ.get("AGENT_WORKER_POOL", "prefork")
+
+
+def one_connection_per_slot() -> dict[str, str]:
+    """Worker settings for many slots on one PostgreSQL: a prefork pool process uses one
+    connection at a time, but psycopg's pool (min_size 1, opened without waiting)
+    connects twice on the first query, so 50 processes would hold 100, all of a default
+    PostgreSQL; a pool of one per process holds exactly one. A threads pool's slots
+    share their process's pool and give the connection back between writes."""
+    return {"DATABASE_POOL_MAX_SIZE": "1"} if worker_pool() == "prefork" else {}
+
+
 def pick_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -102,6 +116,9 @@ def environment(config: StackConfig, github_port: int) -> dict[str, str]:
         "AGENT_MAX_WS_PER_USER": "2000",
         "API_THROTTLE_RATE": "1000000/minute",
         "WEB_CONCURRENCY": "1",
+        # `AGENT_WORKER_POOL=threads python -m bench` measures everything on the threads
+        # pool (bench `slots` sets each worker's pool itself).
+        "AGENT_WORKER_POOL": worker_pool(),
     }
 
 

@@ -22,7 +22,7 @@ from bench.context import Context
 from bench.httpclient import post_tasks
 from bench.procstat import CpuMeter
 from bench.report import BenchResult, Figure
-from bench.stack import Services
+from bench.stack import Services, one_connection_per_slot
 from bench.stats import Summary, summarize_ms
 from bench.ws import Watch, redis_round_trips, run_loop, watch_tasks
 
@@ -36,10 +36,6 @@ GOAL_ROWS_PER_1000 = 50.0
 START_TIMEOUT_S = 120.0
 # Web's pool (DATABASE_POOL_MAX_SIZE, 20), the worker's main process, the bench itself.
 WEB_AND_BENCH_CONNECTIONS = 25
-# A pool process uses one connection at a time, but psycopg's pool (min_size 1, opened
-# without waiting) connects twice on the first query: 50 processes would hold 100, all
-# of a default PostgreSQL. A pool of one per process holds exactly one.
-POOL_ENV = {"DATABASE_POOL_MAX_SIZE": "1"}
 
 
 @dataclass
@@ -144,10 +140,10 @@ def run(ctx: Context) -> BenchResult:
     raw: dict[str, Any] = {}
     concurrency = max(4, sizes.streams_multi)
     # Fail clearly, not by timing out, when PostgreSQL cannot take one connection per
-    # pool process (see POOL_ENV).
+    # pool process (see one_connection_per_slot).
     db.require_free_connections(concurrency + WEB_AND_BENCH_CONNECTIONS)
     redis_url = os.environ["REDIS_URL"]
-    with ctx.services("bench-stream", concurrency, POOL_ENV) as services:
+    with ctx.services("bench-stream", concurrency, one_connection_per_slot()) as services:
         warm_up = {"tasks": 1, "clients_per_task": 1, "lines": 10, "interval_ms": 20.0}
         stream_tasks(ctx, services, **warm_up)
         for streams, lines, interval_ms in plans:

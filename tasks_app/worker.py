@@ -3,6 +3,8 @@
 - Pool processes die with the worker's main process (no orphaned CLI supervisors).
 - The worker consumes the agent queue only while `AGENT_CLI --version` runs and, with
   AGENT_SANDBOX=on, while it can build a sandbox (and says so in Redis for /readyz).
+- Jobs run in pool processes (prefork) or in threads of the main process (threads pool,
+  AGENT_WORKER_POOL=threads): per-process set-up goes wherever the jobs run.
 - On SIGTERM the running CLIs get AGENT_SHUTDOWN_GRACE_S to finish, then are handed back.
 """
 
@@ -18,9 +20,11 @@ import structlog
 from celery.signals import (
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
+    worker_shutdown,
     worker_shutting_down,
 )
 from django.conf import settings
@@ -44,10 +48,26 @@ def die_with_main_process(**_: Any) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def jobs_run_in_main_process(worker: Any) -> bool:
+    """Whether `worker` (a WorkController) runs its jobs in its own process (threads pool)
+    rather than in forked pool processes."""
+    from celery.concurrency import get_implementation
+    from celery.concurrency.prefork import TaskPool as PreforkPool
+
+    return not issubclass(get_implementation(worker.pool_cls), PreforkPool)
+
+
 @worker_process_init.connect
 def trace_jobs(**_: Any) -> None:
     # In each pool process, after the fork: the span exporter's thread must be its own.
     telemetry.start_tracing("worker")
+
+
+@worker_init.connect
+def trace_jobs_in_threads(sender: Any, **_: Any) -> None:
+    # No pool process is forked: the main process, whose threads run the jobs, traces.
+    if jobs_run_in_main_process(sender):
+        telemetry.start_tracing("worker")
 
 
 @task_prerun.connect
@@ -74,8 +94,19 @@ def forget_process_metrics(**_: Any) -> None:
 
 
 @worker_process_shutdown.connect
+@worker_shutdown.connect
 def export_last_spans(**_: Any) -> None:
     telemetry.stop_tracing()
+
+
+@worker_shutdown.connect
+def ignore_further_stop_requests(**_: Any) -> None:
+    # Everything is stopped and the interpreter is about to finalize, where Python gives
+    # SIGTERM back its default action: a second stop request arriving then (a supervisor
+    # repeating itself) would end a clean exit as "killed by SIGTERM". SIGKILL still works.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def serve_worker_metrics() -> None:

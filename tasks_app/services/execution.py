@@ -18,6 +18,7 @@ from functools import partial
 
 import structlog
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 
 from cli_exec import CliStartError
@@ -254,10 +255,19 @@ def record_pid(task: Task, attempt: int, pid: int) -> None:
     Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, attempts=attempt).update(pid=pid)
 
 
+def hand_back_connection() -> None:
+    """In a threads pool every slot's thread would hold a database connection for its
+    whole run, and slots beyond the pool's DATABASE_POOL_MAX_SIZE would wait for one; so
+    between writes the thread gives it back (a prefork slot keeps its own)."""
+    if settings.AGENT_WORKER_POOL == "threads":
+        close_old_connections()
+
+
 def supervise(run: CliRun, writer: EventWriter, monitor: AttemptMonitor) -> StopCause | None:
     """Pump the CLI's batches into the writer until it ends; returns why we stopped it."""
     cause: StopCause | None = None
     for batch in run.batches():
+        hand_back_connection()
         # Empty batches too: events held through a database outage go in as soon as it ends.
         if cause is not StopCause.LOST:
             try:

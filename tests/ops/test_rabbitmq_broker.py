@@ -26,9 +26,9 @@ from tests.factories import make_user
 from tests.fakes.anthropic_api import FakeAnthropic, Text
 from tests.live import ROOT, procfile_argv, wait_until
 from tests.ops.conftest import running, unique_name
+from tests.rabbitmq import AMQP_URL, rabbitmq_to_ourselves
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 @pytest.fixture
@@ -44,7 +44,8 @@ def amqp_app() -> Iterator[Celery]:
         )
     app = Celery(f"ops-{unique_name('amqp')}", broker=AMQP_URL, set_as_current=False)
     app.conf.broker_connection_retry_on_startup = True
-    yield app
+    with rabbitmq_to_ourselves():
+        yield app
     app.close()
 
 

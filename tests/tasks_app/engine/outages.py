@@ -141,9 +141,6 @@ def redis_address(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 6379
 
 
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
-
-
 def post_task(url: str, key: str, prompt: str) -> httpx.Response:
     return httpx.post(
         url + "/api/tasks/",

@@ -99,6 +99,49 @@ def test_sigkill_of_a_whole_worker_tree_with_8_running_loses_none_and_orphans_no
     assert cli_groups_in(workspace_root) == {}
 
 
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_sigkill_of_a_threads_pool_worker_with_8_running_loses_none_and_orphans_no_cli(
+    fake_model, owner, workspace_root, tmp_path
+):
+    """One process holds all 8 slots: each CLI's parent-death signal is armed by the
+    thread that started it, which dies with the process."""
+    for i in range(8):
+        fake_model.script(f"[thread{i}]", Hang(), Text(f"finished {i} elsewhere"))
+    env = engine_env(
+        fake_model.base_url,
+        workspace_root,
+        AGENT_MAX_RUNNING_PER_USER="8",
+        AGENT_MAX_CONCURRENCY="8",
+        AGENT_WORKER_POOL="threads",
+    )
+    with celery_beat(env, tmp_path):
+        with celery_worker(env, concurrency=8) as doomed:
+            tasks = [
+                task_create(owner=owner, prompt=f"[thread{i}] long job", source=Source.API)
+                for i in range(8)
+            ]
+            cli_pids = [running_cli_pid(task.pk) for task in tasks]
+            wait_until(lambda: fake_model.in_flight == 8, 60, "8 model requests")
+            # No pool process: the worker's own process started every CLI.
+            assert {parent_pid(pid) for pid in cli_pids} == {doomed.pid}
+            os.kill(doomed.pid, signal.SIGKILL)
+            for pid in cli_pids:
+                wait_until(lambda pid=pid: process_gone(pid), 10, f"the orphaned CLI {pid} to die")
+            wait_until(lambda: cli_groups_in(workspace_root) == {}, 10, "no run left")
+        with celery_worker(env, concurrency=8):
+            done = wait_until_finished([t.pk for t in tasks], timeout_s=180)
+    assert [t.status for t in done] == [S.SUCCEEDED] * 8, [t.error for t in done]
+    for i, task in enumerate(done):
+        assert task.result_text == f"finished {i} elsewhere"
+        assert task.attempts == 2
+        assert task.events.filter(kind="result").count() == 1
+        assert statuses(task) == ["queued", "running", "queued", "running", "succeeded"]
+    assert cli_groups_in(workspace_root) == {}
+
+
 def test_flushall_of_redis_with_8_queued_tasks_loses_none(
     fake_model, owner, workspace_root, tmp_path
 ):
@@ -139,10 +182,16 @@ class CliSampler(threading.Thread):
             self.samples.append([cwd.name for cwd in runs.values()])
 
 
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_12_tasks_of_3_users_respect_concurrency_4_and_2_per_user(
-    fake_model, workspace_root, tmp_path
+    fake_model, workspace_root, tmp_path, pool
 ):
-    env = engine_env(fake_model.base_url, workspace_root, AGENT_MAX_RUNNING_PER_USER="2")
+    env = engine_env(
+        fake_model.base_url,
+        workspace_root,
+        AGENT_MAX_RUNNING_PER_USER="2",
+        AGENT_WORKER_POOL=pool,
+    )
     users = [make_user(f"load{i}") for i in range(3)]
     for i in range(3):
         # Every reply is held until the test releases them: the worker's four slots fill
@@ -186,12 +235,15 @@ def test_12_tasks_of_3_users_respect_concurrency_4_and_2_per_user(
     assert max(peak_per_user.values()) == 2 and peak_processes_per_user <= 2
 
 
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_sigterm_lets_short_tasks_finish_and_hands_long_ones_back(
-    fake_model, owner, workspace_root
+    fake_model, owner, workspace_root, pool
 ):
     fake_model.script("[short]", Text("short and done", chunk_chars=4, delay_s=0.2))
     fake_model.script("[long]", Hang(), Text("finished after hand-back"))
-    env = engine_env(fake_model.base_url, workspace_root, AGENT_SHUTDOWN_GRACE_S="3")
+    env = engine_env(
+        fake_model.base_url, workspace_root, AGENT_SHUTDOWN_GRACE_S="3", AGENT_WORKER_POOL=pool
+    )
     other_user = make_user("second")
     with celery_worker(env, concurrency=2) as draining_worker:
         short = task_create(owner=owner, prompt="[short] quick", source=Source.API)

@@ -39,8 +39,8 @@ from tests.live import (
 
 # Imported under another name: pytest would collect a `test_*` name as a test.
 from tests.live import test_database_url as children_database_url
+from tests.rabbitmq import AMQP_URL, rabbitmq_to_ourselves
 from tests.tasks_app.engine.outages import (
-    AMQP_URL,
     OUTAGE_S,
     TASKS,
     Follower,
@@ -196,7 +196,8 @@ def test_redis_cut_off_for_10s_loses_no_task_event_or_websocket_message(
 @pytest.fixture
 def amqp() -> Iterator[Celery]:
     app = Celery(f"faults-{uuid.uuid4().hex[:8]}", broker=AMQP_URL, set_as_current=False)
-    yield app
+    with rabbitmq_to_ourselves():
+        yield app
     app.close()
 
 
