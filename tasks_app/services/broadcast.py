@@ -31,6 +31,8 @@ from redis.exceptions import RedisError
 from tasks_app.jsonsafe import PostgresSafeJSONEncoder
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from tasks_app.api.serializers import TaskOutput
     from tasks_app.models import Task, TaskEvent
 
@@ -154,15 +156,16 @@ def _inline_events(events: Sequence[TaskEvent]) -> list[dict[str, Any]]:
     return messages
 
 
-def _fresh_snapshot(task_id: int) -> dict[str, Any] | None:
+def snapshot_queryset() -> QuerySet[Task]:
+    """What a snapshot shows besides the task: its session and the session's repository."""
     from tasks_app.models import Task as TaskModel
 
+    return TaskModel.objects.select_related("session__github_repository")
+
+
+def _fresh_snapshot(task_id: int) -> dict[str, Any] | None:
     try:
-        fresh = (
-            TaskModel.objects.select_related("session__github_repository")
-            .filter(pk=task_id)
-            .first()
-        )
+        fresh = snapshot_queryset().filter(pk=task_id).first()
     except DatabaseError as exc:
         # Consumers read the task themselves when a status push comes without it.
         log.warning("broadcast_snapshot_failed", task_id=task_id, error=str(exc))
@@ -170,12 +173,17 @@ def _fresh_snapshot(task_id: int) -> dict[str, Any] | None:
     return None if fresh is None else task_snapshot(fresh)
 
 
-def task_events_stored(task: Task, events: Sequence[TaskEvent]) -> None:
-    """Called on commit by append_events: one push to the task, one per status to its owner."""
+def task_events_stored(
+    task: Task, events: Sequence[TaskEvent], *, task_is_current: bool = False
+) -> None:
+    """Called on commit by append_events: one push to the task, one per status to its
+    owner, with the task as the change left it (`task` itself when it is current)."""
     if not events:
         return
     statuses = [e.payload.get("status") for e in events if e.kind == "status"]
-    snapshot = _fresh_snapshot(task.pk) if statuses else None
+    snapshot = None
+    if statuses:
+        snapshot = task_snapshot(task) if task_is_current else _fresh_snapshot(task.pk)
     _group_send(
         task_group(task.pk),
         {

@@ -49,11 +49,14 @@ def append_events(
     *,
     attempt: int,
     running_attempt: int | None = None,
+    task_is_current: bool = False,
 ) -> list[TaskEvent]:
     """Store `events` in order after the task's last event and broadcast them on commit.
 
     With `running_attempt`, the write only happens while the task is still running that
-    attempt; otherwise StreamOwnershipLost is raised and nothing is stored.
+    attempt; otherwise StreamOwnershipLost is raised and nothing is stored. With
+    `task_is_current`, `task` is the row as this transaction leaves it (with its session
+    and repository), and a status push shows it instead of reading the task again.
     """
     if not events:
         return []
@@ -68,5 +71,7 @@ def append_events(
             )
             for i, e in enumerate(events)
         )
-        transaction.on_commit(lambda: broadcast.task_events_stored(task, rows))
+        transaction.on_commit(
+            lambda: broadcast.task_events_stored(task, rows, task_is_current=task_is_current)
+        )
     return rows

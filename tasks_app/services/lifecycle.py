@@ -15,6 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from tasks_app.models import Task, TaskStatus
+from tasks_app.services import broadcast
 from tasks_app.services.events import NewEvent, append_events
 
 S = TaskStatus
@@ -42,7 +43,8 @@ def transition(
     """Move `task` to `to` if it is still in one of `from_statuses` (and matches `guard`).
 
     Returns whether this call won. On success a `status` event is stored in the same
-    transaction and `task` is refreshed from the database.
+    transaction and `task` is refreshed from the database; the status push shows `task`
+    as refreshed here, so a caller must not change the row later in the transaction.
     """
     sources = frozenset(from_statuses)
     for source in sources:
@@ -59,13 +61,18 @@ def transition(
         )
         if not won:
             return False
-        task.refresh_from_db()
+        # With what the status push shows, so that it needs no query of its own (a
+        # task loaded with deferred fields stays partial: the push reads it again).
+        complete = not task.get_deferred_fields()
+        task.refresh_from_db(from_queryset=broadcast.snapshot_queryset() if complete else None)
         payload: dict[str, Any] = {"status": str(to)}
         if reason:
             payload["reason"] = reason
         if task.error and to in TaskStatus.terminal():
             payload["error"] = task.error
-        append_events(task, [NewEvent("status", payload)], attempt=task.attempts)
+        append_events(
+            task, [NewEvent("status", payload)], attempt=task.attempts, task_is_current=complete
+        )
     return True
 
 

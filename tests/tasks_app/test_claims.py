@@ -44,6 +44,23 @@ def test_claim_waits_for_a_retry_backoff(user):
     assert claim_next_task(worker="w") is None
 
 
+def test_claim_takes_a_task_whose_backoff_just_ended(user, other_user):
+    # The claim's SQL is compiled once per process: each claim must use its own time.
+    make_task(user, run_after=timezone.now() + timedelta(minutes=1))
+    due = make_task(other_user, run_after=timezone.now() - timedelta(seconds=1))
+    assert claim_next_task(worker="w").pk == due.pk
+    assert claim_next_task(worker="w") is None
+
+
+def test_claim_follows_a_changed_per_user_limit(user):
+    make_task(user, status=S.RUNNING, heartbeat_at=timezone.now())
+    queued = make_task(user)
+    with override_settings(AGENT_MAX_RUNNING_PER_USER=1):
+        assert claim_next_task(worker="w") is None
+    with override_settings(AGENT_MAX_RUNNING_PER_USER=2):
+        assert claim_next_task(worker="w").pk == queued.pk
+
+
 @override_settings(AGENT_MAX_CONCURRENCY=1)
 def test_claim_refuses_a_worker_at_its_concurrency(user, other_user):
     make_task(user, status=S.RUNNING, worker="w", heartbeat_at=timezone.now())

@@ -81,3 +81,27 @@ def test_successful_transition_stores_status_event_with_error(user):
     assert (event.kind, event.attempt) == ("status", 2)
     assert event.payload == {"status": "failed", "error": "The CLI crashed."}
     assert task.finished_at is not None
+
+
+def test_a_status_push_shows_the_task_as_its_transition_left_it(
+    user, monkeypatch, django_capture_on_commit_callbacks
+):
+    from tasks_app.services import broadcast
+
+    pushed: list[tuple[str, dict]] = []
+    monkeypatch.setattr(broadcast, "_group_send", lambda group, msg: pushed.append((group, msg)))
+
+    def read_again(task_id: int) -> None:
+        raise AssertionError("the transition's own refresh should serve the push")
+
+    monkeypatch.setattr(broadcast, "_fresh_snapshot", read_again)
+    task = make_task(user, status=S.RUNNING, attempts=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert transition(
+            task, to=S.SUCCEEDED, from_statuses=[S.RUNNING], updates={"result_text": "done"}
+        )
+    to_owner = [msg for group, msg in pushed if group == f"user.{user.pk}"]
+    assert len(to_owner) == 1
+    snapshot = to_owner[0]["task"]
+    assert snapshot["status"] == "succeeded" and snapshot["result_text"] == "done"
+    assert snapshot["finished_at"] is not None and snapshot["attempts"] == 1
