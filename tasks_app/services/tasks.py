@@ -96,7 +96,10 @@ def task_create(
         # On-commit hooks run in order: the wake-up goes before the status push to
         # browsers, so a worker starts on the task without waiting for it.
         dispatch.publish_wakeup_on_commit()
-        append_events(task, [NewEvent("status", {"status": TaskStatus.QUEUED.value})], attempt=0)
+        # The row was just written from `task` and nobody else has it yet: the status
+        # push can show the object instead of reading the row back.
+        queued = NewEvent("status", {"status": TaskStatus.QUEUED.value})
+        append_events(task, [queued], attempt=0, task_is_current=True)
     return task
 
 

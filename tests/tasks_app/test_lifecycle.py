@@ -105,3 +105,23 @@ def test_a_status_push_shows_the_task_as_its_transition_left_it(
     snapshot = to_owner[0]["task"]
     assert snapshot["status"] == "succeeded" and snapshot["result_text"] == "done"
     assert snapshot["finished_at"] is not None and snapshot["attempts"] == 1
+
+
+def test_the_queued_push_of_a_new_task_equals_the_task_read_back(
+    user, monkeypatch, django_capture_on_commit_callbacks
+):
+    from decimal import Decimal
+
+    from tasks_app.models import Source
+    from tasks_app.services import broadcast
+    from tasks_app.services.tasks import task_create
+
+    pushed: list[tuple[str, dict]] = []
+    monkeypatch.setattr(broadcast, "_group_send", lambda group, msg: pushed.append((group, msg)))
+    with django_capture_on_commit_callbacks(execute=True):
+        task = task_create(
+            owner=user, prompt="hello", source=Source.API, max_budget_usd=Decimal("1.5")
+        )
+    [snapshot] = [msg["task"] for group, msg in pushed if group == f"user.{user.pk}"]
+    assert snapshot == broadcast.task_snapshot(broadcast.snapshot_queryset().get(pk=task.pk))
+    assert snapshot["status"] == "queued" and snapshot["max_budget_usd"] is not None
