@@ -126,15 +126,6 @@ def commands(pids: list[int]) -> list[str]:
     return names
 
 
-def descendants(pid: int) -> list[int]:
-    found, todo = [], procstat.children(pid)
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(procstat.children(child))
-    return found
-
-
 def held_run_memory(ctx: Context, services: Services, fake: FakeAnthropic) -> dict[str, Any]:
     """Memory while a run waits on its model reply: its processes and its pool process."""
     from tests.live import wait_until
@@ -148,10 +139,14 @@ def held_run_memory(ctx: Context, services: Services, fake: FakeAnthropic) -> di
         busy = [pool for pool in pools if procstat.children(pool)]
         if len(busy) != 1:
             raise RuntimeError(f"expected one pool process running the CLI, found {busy}")
+
         # The CLI itself must be among them (it is what asked the model).
-        wait_until(lambda: CLI_NAMES & set(commands(descendants(busy[0]))), 30, "the CLI process")
-        run = procstat.memory(descendants(busy[0]))
-        run["commands"] = commands(descendants(busy[0]))
+        def run_processes() -> list[int]:
+            return procstat.descendants(busy[0])
+
+        wait_until(lambda: CLI_NAMES & set(commands(run_processes())), 30, "the CLI process")
+        run = procstat.memory(run_processes())
+        run["commands"] = commands(run_processes())
         pool = procstat.memory(busy)
     finally:
         fake.release()

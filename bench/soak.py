@@ -106,15 +106,6 @@ def alive(pids: set[int]) -> set[int]:
     return pids & fake_cli_pids()
 
 
-def tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        pids.append(current)
-        todo.extend(procstat.children(current))
-    return pids
-
-
 @dataclass
 class Fleet:
     """The workers; one is killed and replaced at a time."""
@@ -139,7 +130,7 @@ class Fleet:
         from tests.live import stop_process
 
         victim = self.running.pop(0)
-        clis = set(tree(victim.pid)) & fake_cli_pids()
+        clis = {victim.pid, *procstat.descendants(victim.pid)} & fake_cli_pids()
         os.kill(victim.pid, signal.SIGKILL)
         time.sleep(ORPHAN_GRACE_S)
         orphans = alive(clis)
@@ -218,9 +209,9 @@ class MemorySampler:
     samples: list[dict[str, float]] = field(default_factory=list)
 
     def sample(self) -> None:
-        web = procstat.memory(tree(self.web_pid))["rss_mib"]
+        web = procstat.memory([self.web_pid, *procstat.descendants(self.web_pid)])["rss_mib"]
         # A worker is its main process and its pool; the CLIs and sandboxes are not it.
-        pool = [p for main in self.fleet.main_pids() for p in [main, *procstat.children(main)]]
+        pool = [p for main in self.fleet.main_pids() for p in procstat.worker_processes(main)]
         workers = procstat.memory(pool)["rss_mib"]
         at_min = (time.time() - self.begin) / 60
         self.samples.append(
