@@ -42,6 +42,7 @@ BENCHMARKS = (
     "tracing",
     "channel_layer",
     "slots",
+    "flood",
 )
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 BENCH_USER = "bench"

@@ -43,6 +43,9 @@ class Sizes:
     slots_many: int = 200
     slots_lines: int = 40
     slots_interval_ms: float = 200.0
+    flood_streams: int = 4
+    flood_lines: int = 100
+    flood_interval_ms: float = 50.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -69,6 +72,7 @@ class Sizes:
             slots_compared=8,
             slots_many=32,
             slots_lines=20,
+            flood_lines=60,
         )
 
 

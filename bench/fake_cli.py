@@ -5,7 +5,10 @@ Stdlib only: the bench runs it with `python -IS` so that its start-up is as shor
 interpreter allows. The prompt (stdin) is a JSON spec made by `prompt()`:
 - `lines`: text deltas to print, each carrying `time.time()` as it is written;
 - `interval_ms`: pace between them (0: as fast as possible, buffered output);
-- `go_file`: print the init line, then wait for this file before the deltas.
+- `go_file`: print the init line, then wait for this file before the deltas;
+- `flood_mb_s`, `flood_s`: then print text deltas of 64 KiB at that rate for that long
+  (or until the service stops it at its output cap);
+- `big_line_mib`: then print one text delta line of that size.
 The init line carries `bench_started_at`, the time this process began running Python.
 """
 
@@ -24,9 +27,26 @@ GO_WAIT_S = 120.0
 GO_POLL_S = 0.005
 
 
-def prompt(*, lines: int = 0, interval_ms: float = 0.0, go_file: str | None = None) -> str:
+FLOOD_CHUNK = 65_536
+
+
+def prompt(
+    *,
+    lines: int = 0,
+    interval_ms: float = 0.0,
+    go_file: str | None = None,
+    flood_mb_s: float = 0.0,
+    flood_s: float = 0.0,
+    big_line_mib: float = 0.0,
+) -> str:
     """The spec the fake CLI reads from stdin; the task's prompt in the application."""
-    return json.dumps({"bench": 1, "lines": lines, "interval_ms": interval_ms, "go_file": go_file})
+    spec: dict[str, Any] = {"bench": 1, "lines": lines, "interval_ms": interval_ms}
+    spec["go_file"] = go_file
+    if flood_mb_s:
+        spec.update(flood_mb_s=flood_mb_s, flood_s=flood_s)
+    if big_line_mib:
+        spec["big_line_mib"] = big_line_mib
+    return json.dumps(spec)
 
 
 def delta_line(index: int) -> str:
@@ -65,6 +85,27 @@ def _write_transcript(session_id: str) -> None:
         transcript.write(json.dumps({"type": "user", "sessionId": session_id}) + "\n")
 
 
+def _text_line(text: str) -> str:
+    event = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta"}}
+    event["delta"]["text"] = text
+    return json.dumps({"type": "stream_event", "event": event}) + "\n"
+
+
+def _flood(out: Any, mb_per_s: float, seconds: float) -> None:
+    """64 KiB deltas at `mb_per_s` for `seconds`; a closed pipe (stopped at the cap) ends it."""
+    line = _text_line("x" * FLOOD_CHUNK)
+    interval_s = FLOOD_CHUNK / (mb_per_s * 1_000_000)
+    begin = time.monotonic()
+    sent = 0
+    while time.monotonic() - begin < seconds:
+        pause = begin + sent * interval_s - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        out.write(line)
+        out.flush()
+        sent += 1
+
+
 def _wait_for(path: str) -> None:
     deadline = time.monotonic() + GO_WAIT_S
     while not os.path.exists(path):
@@ -83,6 +124,11 @@ def run(spec: dict[str, Any]) -> None:
     interval_s = float(spec.get("interval_ms", 0.0)) / 1000.0
     if spec.get("go_file"):
         _wait_for(str(spec["go_file"]))
+    if spec.get("flood_mb_s"):
+        _flood(out, float(spec["flood_mb_s"]), float(spec.get("flood_s", 0.0)))
+    if spec.get("big_line_mib"):
+        out.write(_text_line("y" * int(float(spec["big_line_mib"]) * 1_048_576)))
+        out.flush()
     begin = time.monotonic()
     for index in range(lines):
         if interval_s:

@@ -43,6 +43,11 @@ def worker_processes(pid: int) -> list[int]:
     return [pid, *(child for child in children(pid) if _cmdline(child) == own)]
 
 
+def workers_processes(pids: list[int]) -> list[int]:
+    """worker_processes of each of several workers."""
+    return [process for pid in pids for process in worker_processes(pid)]
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time of these processes (not of their children)."""
     total = 0
@@ -73,12 +78,12 @@ def memory(pids: list[int]) -> dict[str, Any]:
 
 
 class CpuMeter:
-    """CPU seconds used by web, the worker (main and pool processes) and this process
+    """CPU seconds used by web, the workers (main and pool processes) and this process
     between `start()` and `stop()`; wall seconds too."""
 
-    def __init__(self, web_pid: int, worker_pid: int) -> None:
+    def __init__(self, web_pid: int, worker_pids: list[int]) -> None:
         self.web_pid = web_pid
-        self.worker_pid = worker_pid
+        self.worker_pids = worker_pids
         self._start: dict[str, float] = {}
         self.used: dict[str, float] = {}
 
@@ -88,7 +93,7 @@ class CpuMeter:
         return {
             "wall_s": time.monotonic(),
             "web_cpu_s": cpu_seconds([self.web_pid]),
-            "worker_cpu_s": cpu_seconds(worker_processes(self.worker_pid)),
+            "worker_cpu_s": cpu_seconds(workers_processes(self.worker_pids)),
             "bench_cpu_s": cpu_seconds([os.getpid()]),
         }
 

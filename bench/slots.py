@@ -6,9 +6,10 @@ CLIs that print their init line and wait; once every one runs they print paced t
 deltas, and every task must succeed. Meanwhile the worker's own processes (its main
 process and, with prefork, its pool; never the CLIs or their sandboxes) are read every
 half second from the moment all run until all finished: "busy" is the highest sum.
-Value: (worker busy − main idle) / slots, per slot, PSS (shared pages counted once;
-RSS is in the JSON). Baseline: prefork's figure at the same slot count. Also measured
-while the deltas flow: the worker's CPU per streamed line.
+With BENCH_WORKER_PROCESSES, the slots are spread over that many workers and their
+processes summed. Value: (workers busy − main processes idle) / slots, PSS (shared
+pages counted once; RSS is in the JSON). Baseline: prefork's figure at the same slot
+count. Also measured while the deltas flow: the workers' CPU per streamed line.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bench import db, fake_cli, procstat
 from bench.context import Context
 from bench.httpclient import post_tasks
 from bench.report import BenchResult, Figure
-from bench.stack import Services
+from bench.stack import Services, worker_processes
 
 NAME = "slots"
 NEEDS_STACK = True
@@ -46,7 +47,9 @@ class Plan:
 
     @property
     def label(self) -> str:
-        return f"{self.pool}, {self.slots} slots"
+        processes = worker_processes()
+        spread = f" over {processes} workers" if processes > 1 else ""
+        return f"{self.pool}, {self.slots} slots{spread}"
 
 
 @dataclass
@@ -87,15 +90,15 @@ def plans(ctx: Context) -> list[Plan]:
 
 
 @contextmanager
-def peak_memory(pid: int, every_s: float = 0.5) -> Iterator[dict[str, Any]]:
+def peak_memory(pids: list[int], every_s: float = 0.5) -> Iterator[dict[str, Any]]:
     """The worker's processes' memory, sampled until the block ends; yields the sample
     with the highest PSS (filled in as it goes)."""
-    peak: dict[str, Any] = procstat.memory(procstat.worker_processes(pid))
+    peak: dict[str, Any] = procstat.memory(procstat.workers_processes(pids))
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(every_s):
-            now = procstat.memory(procstat.worker_processes(pid))
+            now = procstat.memory(procstat.workers_processes(pids))
             if now["pss_mib"] > peak["pss_mib"]:
                 peak.update(now)
 
@@ -110,11 +113,11 @@ def peak_memory(pid: int, every_s: float = 0.5) -> Iterator[dict[str, Any]]:
 
 def run_plan(ctx: Context, services: Services, plan: Plan) -> SlotRun:
     sizes = ctx.sizes
-    pid = services.worker.pid
+    pids = services.worker_pids
     warm_up = fake_cli.prompt(lines=3)
     ids = asyncio.run(post_tasks(services.endpoint, ctx.token, [warm_up], 1))
     db.finished_tasks(ids, 120)
-    idle_main = procstat.memory([pid])
+    idle_main = procstat.memory(pids)
     go_file = ctx.scratch / f"go-{uuid.uuid4().hex}"
     prompt = fake_cli.prompt(
         lines=sizes.slots_lines, interval_ms=sizes.slots_interval_ms, go_file=str(go_file)
@@ -124,11 +127,11 @@ def run_plan(ctx: Context, services: Services, plan: Plan) -> SlotRun:
         db.wait_cli_running(ids, START_TIMEOUT_S)
     finally:
         go_file.touch()  # on failure too: no CLI is left waiting
-    cpu_before = procstat.cpu_seconds(procstat.worker_processes(pid))
+    cpu_before = procstat.cpu_seconds(procstat.workers_processes(pids))
     timeout_s = START_TIMEOUT_S + sizes.slots_lines * sizes.slots_interval_ms / 1000
-    with peak_memory(pid) as busy:
+    with peak_memory(pids) as busy:
         tasks = db.finished_tasks(ids, timeout_s)
-    worker_cpu_s = procstat.cpu_seconds(procstat.worker_processes(pid)) - cpu_before
+    worker_cpu_s = procstat.cpu_seconds(procstat.workers_processes(pids)) - cpu_before
     return SlotRun(
         plan,
         idle_main,

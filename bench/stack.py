@@ -72,6 +72,12 @@ def worker_pool() -> str:
     return os.environ.get("AGENT_WORKER_POOL", "prefork")
 
 
+def worker_processes() -> int:
+    """How many worker processes share a benchmark's slots (BENCH_WORKER_PROCESSES, 1):
+    with AGENT_WORKER_POOL=threads, one per core is the layout docs/deploy.md suggests."""
+    return int(os.environ.get("BENCH_WORKER_PROCESSES", "1"))
+
+
 def one_connection_per_slot() -> dict[str, str]:
     """Worker settings for many slots on one PostgreSQL: a prefork pool process uses one
     connection at a time, but psycopg's pool (min_size 1, opened without waiting)
@@ -188,11 +194,20 @@ def port_open(port: int) -> bool:
 
 @dataclass(frozen=True)
 class Services:
-    """One benchmark's web process and worker, fresh for it."""
+    """One benchmark's web process and worker processes, fresh for it."""
 
     web_url: str
     web: Any  # tests.live.LiveProcess
-    worker: Any
+    workers: tuple[Any, ...]
+
+    @property
+    def worker(self) -> Any:
+        """The first (for most benchmarks the only) worker."""
+        return self.workers[0]
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [worker.pid for worker in self.workers]
 
     @property
     def endpoint(self) -> Endpoint:
@@ -271,38 +286,50 @@ class Stack:
         web_processes: int = 1,
         env: dict[str, str] | None = None,
     ) -> Iterator[Services]:
-        """The Procfile's web with WEB_CONCURRENCY=web_processes, and its worker with
-        AGENT_MAX_CONCURRENCY=concurrency and its own node name, both with `env` added
-        to the stack's; both answer (healthz, ping) before this yields."""
+        """The Procfile's web with WEB_CONCURRENCY=web_processes, and its worker (or
+        BENCH_WORKER_PROCESSES of them sharing `concurrency` slots, each its own node
+        name), all with `env` added to the stack's; all answer (healthz, ping) before
+        this yields."""
         from agentsite.celery import app
         from tests.live import http_ok, procfile_argv, wait_until
 
+        processes = worker_processes()
+        if concurrency % processes:
+            raise ValueError(f"{concurrency} slots do not split over {processes} workers")
         port = pick_port()
         shared_env = {**self.env, **(env or {})}
         web_env = {**shared_env, "WEB_CONCURRENCY": str(web_processes)}
         web_argv = procfile_argv("web", {**web_env, "BIND_HOST": "127.0.0.1", "PORT": str(port)})
-        worker_env = {**shared_env, "AGENT_MAX_CONCURRENCY": str(concurrency), **(worker_env or {})}
-        node = f"{name}@localhost"
-        worker_argv = [*procfile_argv("worker", worker_env), "-n", node]
+        slots = str(concurrency // processes)
+        worker_env = {**shared_env, "AGENT_MAX_CONCURRENCY": slots, **(worker_env or {})}
+        names = [name] if processes == 1 else [f"{name}-{i}" for i in range(processes)]
         web_url = f"http://127.0.0.1:{port}"
-        with (
-            self.process(f"{name}-web", web_argv, web_env) as web,
-            self.process(name, worker_argv, worker_env) as worker,
-        ):
+        with contextlib.ExitStack() as running:
+            web = running.enter_context(self.process(f"{name}-web", web_argv, web_env))
+            workers = tuple(
+                running.enter_context(
+                    self.process(
+                        worker_name,
+                        [*procfile_argv("worker", worker_env), "-n", f"{worker_name}@localhost"],
+                        worker_env,
+                    )
+                )
+                for worker_name in names
+            )
+            nodes = [f"{worker_name}@localhost" for worker_name in names]
 
             def ready() -> bool:
-                for live in (web, worker):
+                for live in (web, *workers):
                     if live.process.poll() is not None:
                         raise RuntimeError(f"{live.name} exited early; see {live.log_path}")
-                return http_ok(web_url + "/healthz") and bool(
-                    app.control.ping(destination=[node], timeout=0.5)
-                )
+                answered = app.control.ping(destination=nodes, timeout=0.5)
+                return http_ok(web_url + "/healthz") and len(answered) == len(nodes)
 
-            wait_until(ready, START_TIMEOUT_S, f"{name}: web and worker to answer")
+            wait_until(ready, START_TIMEOUT_S, f"{name}: web and workers to answer")
             with contextlib.ExitStack() as profiles:
-                for target, live in (("web", web), ("worker", worker)):
+                for target, live in (("web", web), ("worker", workers[0])):
                     if target in self.profile:
                         output = self.config.run_dir / "profiles" / f"{name}-{target}.raw"
                         spy = py_spy(live.pid, output, subprocesses=target == "worker")
                         profiles.enter_context(spy)
-                yield Services(web_url, web, worker)
+                yield Services(web_url, web, workers)

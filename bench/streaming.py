@@ -15,6 +15,7 @@ import asyncio
 import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench import db, fake_cli
@@ -53,17 +54,19 @@ def stream_tasks(
     clients_per_task: int,
     lines: int,
     interval_ms: float,
+    go_file: Path | None = None,
 ) -> StreamRun:
     """Start `tasks` paced fake CLIs held at their init line, follow each with
-    `clients_per_task` sockets, release them, read to the end."""
-    go_file = ctx.scratch / f"go-{uuid.uuid4().hex}"
+    `clients_per_task` sockets, release them, read to the end. `go_file` releases them:
+    pass one to release other CLIs held on it at the same moment."""
+    go_file = go_file or ctx.scratch / f"go-{uuid.uuid4().hex}"
     prompt = fake_cli.prompt(lines=lines, interval_ms=interval_ms, go_file=str(go_file))
     try:
         ids = asyncio.run(post_tasks(services.endpoint, ctx.token, [prompt] * tasks, min(tasks, 8)))
         db.wait_cli_running(ids, START_TIMEOUT_S)
         followed = [task_id for task_id in ids for _ in range(clients_per_task)]
         timeout_s = lines * interval_ms / 1000 + 60
-        meter = CpuMeter(services.web.pid, services.worker.pid)
+        meter = CpuMeter(services.web.pid, services.worker_pids)
         watches = run_loop(
             watch_tasks(services.web_url, ctx.token, followed, go_file, timeout_s, meter.start)
         )

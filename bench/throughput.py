@@ -66,7 +66,7 @@ def run(ctx: Context) -> BenchResult:
     prompt = fake_cli.prompt(lines=3)
     with ctx.services("bench-throughput", concurrency=concurrency) as services:
         run_tasks(ctx, services, [prompt] * sizes.throughput_warmup, 120)
-        meter = CpuMeter(services.web.pid, services.worker.pid)
+        meter = CpuMeter(services.web.pid, services.worker_pids)
         meter.start()
         started = time.time()
         tasks = run_tasks(ctx, services, [prompt] * n, max(300.0, n * 0.5))
