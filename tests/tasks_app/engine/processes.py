@@ -21,6 +21,26 @@ def process_gone(pid: int) -> bool:
     return fields is None or fields[0] == "Z"
 
 
+def parent_pid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[1])
+
+
+def worker_processes(pid: int) -> list[int]:
+    """A Celery worker's own processes: its main process and, with prefork, its pool
+    (forked, so with the same command line); not the CLIs it started."""
+    own = Path(f"/proc/{pid}/cmdline").read_bytes()
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(c) for c in children if _cmdline(int(c)) == own)]
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # exited while we looked
+        return None
+
+
 # The worker's own git in a workspace runs in a sandbox of its own, beside the agent's
 # (which waits for it): not an agent run.
 GIT_COMMANDS = frozenset({"bwrap", "setpriv", "sh", "git"})

@@ -4,7 +4,6 @@ import os
 import signal
 import threading
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 import redis
@@ -22,7 +21,12 @@ from tests.engine import (
 from tests.factories import make_user
 from tests.fakes.anthropic_api import Hang, Text
 from tests.live import stop_process, wait_until
-from tests.tasks_app.engine.processes import cli_groups_in, process_gone
+from tests.tasks_app.engine.processes import (
+    cli_groups_in,
+    parent_pid,
+    process_gone,
+    worker_processes,
+)
 from tests.tasks_app.engine.test_control import running_cli_pid
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -56,15 +60,13 @@ def test_kill_9_of_a_worker_mid_task_ends_the_task_exactly_once(
     assert cli_groups_in(workspace_root) == {}
 
 
-def worker_tree(pid: int) -> list[int]:
-    """A worker's own processes: its main process and its pool (not what they started)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid, *map(int, children)]
-
-
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_sigkill_of_a_whole_worker_tree_with_8_running_loses_none_and_orphans_no_cli(
-    fake_model, owner, workspace_root, tmp_path
+    fake_model, owner, workspace_root, tmp_path, pool
 ):
+    """The worker's machine vanishes: nothing of the worker may clean up. With the
+    threads pool one process holds all 8 slots, and each CLI's parent-death signal is
+    armed by the thread that started it, which dies with the process."""
     for i in range(8):
         fake_model.script(f"[tree{i}]", Hang(), Text(f"finished {i} elsewhere"))
     env = engine_env(
@@ -72,6 +74,7 @@ def test_sigkill_of_a_whole_worker_tree_with_8_running_loses_none_and_orphans_no
         workspace_root,
         AGENT_MAX_RUNNING_PER_USER="8",
         AGENT_MAX_CONCURRENCY="8",  # what one worker may run, as its pool size
+        AGENT_WORKER_POOL=pool,
     )
     with celery_beat(env, tmp_path):
         with celery_worker(env, concurrency=8) as doomed:
@@ -81,57 +84,16 @@ def test_sigkill_of_a_whole_worker_tree_with_8_running_loses_none_and_orphans_no
             ]
             cli_pids = [running_cli_pid(task.pk) for task in tasks]
             wait_until(lambda: fake_model.in_flight == 8, 60, "8 model requests")
-            tree = worker_tree(doomed.pid)
-            assert len(tree) == 9  # the main process and its pool of 8
-            for pid in tree:  # the machine's worker vanishes: nothing of it may clean up
+            own = worker_processes(doomed.pid)
+            # The main process and its pool of 8, or (threads) the main process alone.
+            assert len(own) == (9 if pool == "prefork" else 1)
+            assert {parent_pid(pid) for pid in cli_pids} <= set(own)
+            for pid in own:
                 os.kill(pid, signal.SIGKILL)
             for pid in cli_pids:
                 wait_until(lambda pid=pid: process_gone(pid), 10, f"the orphaned CLI {pid} to die")
             wait_until(lambda: cli_groups_in(workspace_root) == {}, 10, "no run left")
         with celery_worker(env, concurrency=4):
-            done = wait_until_finished([t.pk for t in tasks], timeout_s=180)
-    assert [t.status for t in done] == [S.SUCCEEDED] * 8, [t.error for t in done]
-    for i, task in enumerate(done):
-        assert task.result_text == f"finished {i} elsewhere"
-        assert task.attempts == 2
-        assert task.events.filter(kind="result").count() == 1
-        assert statuses(task) == ["queued", "running", "queued", "running", "succeeded"]
-    assert cli_groups_in(workspace_root) == {}
-
-
-def parent_pid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def test_sigkill_of_a_threads_pool_worker_with_8_running_loses_none_and_orphans_no_cli(
-    fake_model, owner, workspace_root, tmp_path
-):
-    """One process holds all 8 slots: each CLI's parent-death signal is armed by the
-    thread that started it, which dies with the process."""
-    for i in range(8):
-        fake_model.script(f"[thread{i}]", Hang(), Text(f"finished {i} elsewhere"))
-    env = engine_env(
-        fake_model.base_url,
-        workspace_root,
-        AGENT_MAX_RUNNING_PER_USER="8",
-        AGENT_MAX_CONCURRENCY="8",
-        AGENT_WORKER_POOL="threads",
-    )
-    with celery_beat(env, tmp_path):
-        with celery_worker(env, concurrency=8) as doomed:
-            tasks = [
-                task_create(owner=owner, prompt=f"[thread{i}] long job", source=Source.API)
-                for i in range(8)
-            ]
-            cli_pids = [running_cli_pid(task.pk) for task in tasks]
-            wait_until(lambda: fake_model.in_flight == 8, 60, "8 model requests")
-            # No pool process: the worker's own process started every CLI.
-            assert {parent_pid(pid) for pid in cli_pids} == {doomed.pid}
-            os.kill(doomed.pid, signal.SIGKILL)
-            for pid in cli_pids:
-                wait_until(lambda pid=pid: process_gone(pid), 10, f"the orphaned CLI {pid} to die")
-            wait_until(lambda: cli_groups_in(workspace_root) == {}, 10, "no run left")
-        with celery_worker(env, concurrency=8):
             done = wait_until_finished([t.pk for t in tasks], timeout_s=180)
     assert [t.status for t in done] == [S.SUCCEEDED] * 8, [t.error for t in done]
     for i, task in enumerate(done):
