@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -47,9 +48,13 @@ def real_cli_env(model_url: str, sandbox: str) -> dict[str, str]:
 # -- gateway: text delta → client --------------------------------------------------------
 
 
+CHUNK = re.compile(r"<\d{5}>")
+
+
 @dataclass
 class TextWatch:
-    received: dict[str, float] = field(default_factory=dict)  # delta text → time.time()
+    # chunk → time.time() it first showed, in a preview or a stored (merged) delta
+    received: dict[str, float] = field(default_factory=dict)
     ready_at: float = 0.0
     ended: str | None = None
 
@@ -72,17 +77,22 @@ async def follow_texts(web_url: str, token: str, task_id: int, watch: TextWatch)
                 message = json.loads(raw)
                 if message.get("type") == "end":
                     watch.ended = message.get("status")
-                elif message.get("type") == "event" and message.get("kind") == "text":
+                elif message.get("type") in ("event", "preview") and message["kind"] == "text":
                     text = str((message.get("payload") or {}).get("text", ""))
-                    watch.received.setdefault(text, time.time())
+                    for chunk in CHUNK.findall(text):
+                        watch.received.setdefault(chunk, time.time())
 
 
 def stored_at(task_id: int) -> dict[str, float]:
-    """Text delta → when the worker stored it (TaskEvent.created)."""
+    """Chunk → when the worker stored it (TaskEvent.created; merged deltas hold several)."""
     from tasks_app.models import TaskEvent
 
     rows = TaskEvent.objects.filter(task_id=task_id, kind="text").values_list("payload", "created")
-    return {str(payload.get("text")): created.timestamp() for payload, created in rows}
+    return {
+        chunk: created.timestamp()
+        for payload, created in rows
+        for chunk in CHUNK.findall(str(payload.get("text")))
+    }
 
 
 def stream_once(

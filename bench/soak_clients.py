@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.fake_cli import parse_delta_texts
 
@@ -43,6 +44,7 @@ class Visit:
         self.stats, self.seen, self.task_id = stats, seen, task_id
         self.live = False  # the first status message ends the replay
         self.ended = False
+        self.timed: set[int] = set()  # deltas timed, first seen in a preview or an event
 
     def take(self, raw: str | bytes, received_at: float) -> None:
         message = json.loads(raw)
@@ -51,6 +53,8 @@ class Visit:
             self.live = True
         elif kind == "end":
             self.ended = True
+        if kind == "preview":
+            self.time_deltas(message, received_at)
         if kind != "event":
             return
         seq, expected = int(message["seq"]), self.seen.get(self.task_id, 0) + 1
@@ -61,10 +65,15 @@ class Visit:
         if seq > expected:
             self.stats.gaps += 1
         self.seen[self.task_id] = seq
+        self.time_deltas(message, received_at)
+
+    def time_deltas(self, message: dict[str, Any], received_at: float) -> None:
         if self.live and message.get("kind") == "text":
             text = str((message.get("payload") or {}).get("text", ""))
-            for _, written_at in parse_delta_texts(text):
-                self.stats.lags.append((received_at, received_at - written_at))
+            for index, written_at in parse_delta_texts(text):
+                if index not in self.timed:
+                    self.timed.add(index)
+                    self.stats.lags.append((received_at, received_at - written_at))
 
 
 async def client(

@@ -2,8 +2,9 @@
 
 Real `websockets` asyncio clients authenticated with `Authorization: Token`, one
 connection per watch, like a browser tab (permessage-deflate offered, as browsers do).
-A delta's latency is `time.time()` when the client's coroutine gets the message minus
-the `time.time()` the fake CLI wrote into it just before writing the line.
+A delta's latency is `time.time()` when the client's coroutine first gets it (in a
+preview of the block being written, or in a stored event) minus the `time.time()` the
+fake CLI wrote into it just before writing the line.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Watch:
     task_id: int
     seqs: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)  # indexes of the deltas timed
     ended: str | None = None
     connect_s: float = 0.0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -56,13 +58,16 @@ def _record(watch: Watch, raw: str | bytes, received_at: float) -> None:
     kind = message.get("type")
     if kind == "end":
         watch.ended = message.get("status")
-    if kind != "event":
+    if kind not in ("event", "preview"):
         return
-    watch.seqs.append(message["seq"])
+    if kind == "event":
+        watch.seqs.append(message["seq"])
     payload = message.get("payload") or {}
     if message["kind"] == "text":
-        for _, written_at in parse_delta_texts(str(payload.get("text", ""))):
-            watch.latencies.append(received_at - written_at)
+        for index, written_at in parse_delta_texts(str(payload.get("text", ""))):
+            if index not in watch.seen:
+                watch.seen.add(index)
+                watch.latencies.append(received_at - written_at)
     elif message["kind"] == "system" and payload.get("subtype") == "init":
         watch.ready.set()
 

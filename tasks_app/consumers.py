@@ -6,6 +6,9 @@ gap in seqs back from the database, so every event reaches the client exactly on
 in order whatever happens to the pushes (lost, late, too large, another web process).
 
 Server messages: {"type": "event", "seq", "kind", "attempt", "payload", "created"};
+{"type": "preview", "after", "kind", "payload"}: the text block being written, not
+stored yet, to show after event `after` until an event with a higher seq comes (sent
+only to a client that has every event up to `after`; each replaces the one before);
 {"type": "status", "status", "task"} once after the replay (the current status) and
 after every status event; {"type": "end", "status"} after a terminal one, then close
 1000. Refusals: 4400 bad `after`, 4401 no auth, 4403 foreign Origin (ws_auth), 4404
@@ -248,6 +251,25 @@ class TaskStreamConsumer(LiveSocket):
                 status = await self._catch_up()
             if status is not None:
                 await self._announce(status, message.get("snapshot"))
+
+    async def task_preview(self, message: dict[str, Any]) -> None:
+        async with self._lock:
+            if self._closed or message["after"] < self.last_sent:
+                return  # the block was stored meanwhile: the client has it as an event
+            if message["after"] > self.last_sent:
+                status = await self._catch_up()  # a push we never got
+                if status is not None:
+                    await self._announce(status, None)
+                if self._closed or message["after"] != self.last_sent:
+                    return
+            await self.send_message(
+                {
+                    "type": "preview",
+                    "after": message["after"],
+                    "kind": message["kind"],
+                    "payload": message["payload"],
+                }
+            )
 
     async def _catch_up(self) -> str | None:
         """Send stored events after the last one sent; returns the last status among them."""

@@ -8,6 +8,9 @@ Channel-layer messages (consumers.py handles them):
   "events": [event_message(...)], "snapshot": TaskOutput | None}; `events` is empty when
   the batch is too large to inline (consumers then read it from the database) and
   `snapshot` is set when the batch holds a status event;
+- to `task.<id>`: {"type": "task.preview", "task": id, "after": seq, "kind": k,
+  "payload": {...}}: the text block being written, not stored yet, shown after the
+  event `after` (services/event_writer.py);
 - to `user.<id>`: {"type": "task.status", "task_id": id, "status": s,
   "task": TaskOutput | None}, one per status event.
 """
@@ -199,3 +202,11 @@ def task_events_stored(
             user_group(task.owner_id),
             {"type": "task.status", "task_id": task.pk, "status": status, "task": snapshot},
         )
+
+
+def task_preview(task_id: int, *, after: int, kind: str, payload: dict[str, Any]) -> None:
+    """Show watchers the text block being written after the stored event `after`."""
+    _group_send(
+        task_group(task_id),
+        {"type": "task.preview", "task": task_id, "after": after, "kind": kind, "payload": payload},
+    )

@@ -1,7 +1,7 @@
 """Riding out a short database outage inside a running attempt.
 
 An attempt that loses the database for a few seconds keeps its CLI running: its events
-wait in memory (services.execution.EventWriter) and its last writes are retried until
+wait in memory (services.event_writer.EventWriter) and its last writes are retried until
 the database answers again. There is no point holding on longer than
 AGENT_STALE_AFTER_S: by then beat calls the attempt lost and requeues the task, and the
 attempt's guarded writes find that out.

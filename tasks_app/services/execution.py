@@ -8,7 +8,6 @@ CLI instead of writing over whoever owns it now.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,6 @@ from django.utils import timezone
 
 from cli_exec import CliStartError
 from cli_exec.claude import ClaudeOptions, RunSummary, Verdict, build_argv, build_env, summarize_run
-from cli_exec.events import CliEvent, EventKind
 from cli_exec.redact import Redactor
 from cli_exec.runner import CliCommand, CliRun, RunLimits, RunOutcome, StopReason
 from cli_exec.sandbox import SandboxRun, SandboxStartError, SandboxUnavailable
@@ -40,25 +38,15 @@ from tasks_app.services import (
     workspaces,
 )
 from tasks_app.services.cli_binary import resolve_cli
-from tasks_app.services.coalescing import add_coalesced
-from tasks_app.services.events import NewEvent, StreamOwnershipLost, append_events
+from tasks_app.services.event_writer import EventWriter
+from tasks_app.services.events import NewEvent, StreamOwnershipLost
 from tasks_app.services.monitor import AttemptMonitor, StopCause
 from tasks_app.services.sessions import cli_config_path, workspace_path
 from tasks_app.services.workspaces import WorkspaceError
 
 log = structlog.get_logger(__name__)
-MAX_EVENTS_PER_INSERT = 500
 CLI_PATH = "/usr/local/bin:/usr/bin:/bin"
 BWRAP_ERROR = "bwrap: "
-MODEL_KINDS = frozenset({EventKind.TEXT, EventKind.TOOL_USE})
-# How often events held through a database outage are offered to it again.
-EVENT_RETRY_S = 1.0
-
-
-def from_the_model(event: CliEvent) -> bool:
-    """Said by the model API itself: its messages carry its "msg_…" ids (the CLI's own
-    stand-ins, such as its API error messages, do not)."""
-    return event.kind in MODEL_KINDS and str(event.payload.get("message_id", "")).startswith("msg_")
 
 
 def known_secrets() -> list[str]:
@@ -136,119 +124,6 @@ def run_limits(task: Task) -> RunLimits:
         max_line_bytes=16 * 1_048_576,
         stop_grace_s=settings.AGENT_STOP_GRACE_S,
     )
-
-
-@dataclass
-class EventWriter:
-    """Stores events as they arrive; the result waits for the finishing transaction.
-
-    While the database is unreachable the events wait here, in order, and are stored
-    once it answers again (tried every EVENT_RETRY_S), so a short outage costs the
-    attempt nothing; their seqs are given when they are stored, so none is skipped.
-    """
-
-    task: Task
-    attempt: int
-    held_back: list[NewEvent] = field(default_factory=list)
-    unstored: list[NewEvent] = field(default_factory=list)
-    model_answered: bool = False
-    retry_at: float = 0.0
-    outage_since: float | None = None
-    last_seq: int | None = None  # of the last event this writer stored
-    in_doubt: int = 0  # events at the head of `unstored` whose commit may have happened
-    redactor: Redactor = field(default_factory=lambda: Redactor(()))
-    flush_s: float = field(default_factory=lambda: settings.AGENT_STREAM_FLUSH_MS / 1000)
-    flushed_at: float = -math.inf  # when events were last stored
-
-    def write(self, events: list[CliEvent]) -> None:
-        if not self.model_answered and any(from_the_model(e) for e in events):
-            # The model API answers: a breaker's probe needs to wait for nothing more.
-            self.model_answered = True
-            model_breaker.model_answered_now()
-        for event in events:
-            new = NewEvent(event.kind.value, event.payload)
-            # The result and the final status commit together, so a crash between them
-            # can never leave a task with a result but no ending (or two results).
-            if event.kind is EventKind.RESULT or self.held_back:
-                self.held_back.append(new)
-            else:
-                self.hold(new)
-        if self.flush_due():
-            self.flush()
-
-    def hold(self, event: NewEvent) -> None:
-        """Keep `event` for the next flush, merged into the text delta before it when it
-        continues it; never into an event whose commit is in doubt (it may be stored)."""
-        if len(self.unstored) > self.in_doubt:
-            add_coalesced(self.unstored, event, self.redactor.redact_text)
-        else:
-            self.unstored.append(event)
-
-    def flush_at(self) -> float | None:
-        """When the waiting events are to be stored: at once, unless the last flush was
-        less than AGENT_STREAM_FLUSH_MS ago (then all that came meanwhile go in one
-        INSERT and one push), or at the next retry after a database outage."""
-        if not self.unstored:
-            return None
-        return max(self.flushed_at + self.flush_s, self.retry_at)
-
-    def flush_due(self) -> bool:
-        when = self.flush_at()
-        if when is None:
-            return False
-        return len(self.unstored) >= MAX_EVENTS_PER_INSERT or time.monotonic() >= when
-
-    def flush(self, *, final: bool = False) -> None:
-        """Store the waiting events; raises StreamOwnershipLost if the task moved on.
-        `final`: now, and an unreachable database is raised rather than waited out."""
-        if not self.unstored or (time.monotonic() < self.retry_at and not final):
-            return
-        batch: list[NewEvent] = []
-        try:
-            if self.last_seq is None:  # once per attempt: where this writer starts
-                self.last_seq = self.stored_seq()
-            elif self.in_doubt:
-                self.settle_in_doubt()
-            while self.unstored:
-                batch = self.unstored[:MAX_EVENTS_PER_INSERT]
-                rows = append_events(
-                    self.task, batch, attempt=self.attempt, running_attempt=self.attempt
-                )
-                del self.unstored[: len(batch)]
-                self.last_seq = rows[-1].seq
-            self.flushed_at = time.monotonic()
-        except db_outage.UNREACHABLE as exc:
-            if batch:  # the connection broke, perhaps after the server committed it
-                self.in_doubt = len(batch)
-            if self.outage_since is None:
-                self.outage_since = time.monotonic()
-                log.warning("events_held_database_unreachable", error=str(exc)[:200])
-            db_outage.forget_broken_connection()
-            self.retry_at = time.monotonic() + EVENT_RETRY_S
-            if final:
-                raise
-            return
-        if self.outage_since is not None:
-            held_s = round(time.monotonic() - self.outage_since, 3)
-            log.info("events_stored_after_outage", held_s=held_s)
-            self.outage_since = None
-
-    def settle_in_doubt(self) -> None:
-        """Drop the batch whose commit broke off if the server did commit it: only this
-        attempt adds events to a task it runs, so its seq counter tells."""
-        current, last_seq = self.stored_seq(), self.last_seq or 0
-        if current == last_seq + self.in_doubt:
-            del self.unstored[: self.in_doubt]
-            self.last_seq = current
-        self.in_doubt = 0
-
-    def stored_seq(self) -> int:
-        return Task.objects.filter(pk=self.task.pk).values_list("last_seq", flat=True).get()
-
-    def remaining(self) -> list[NewEvent]:
-        """What the finishing transaction must store after a final flush: the held-back
-        result and what followed it."""
-        return [*self.unstored, *self.held_back]
 
 
 def record_pid(task: Task, attempt: int, pid: int) -> None:

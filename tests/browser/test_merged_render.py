@@ -1,5 +1,6 @@
 """A task page renders merged text deltas exactly as it renders the deltas one by one:
-on what the real CLI printed for a scripted conversation, and on generated streams."""
+on what the real CLI printed for a scripted conversation, and on generated streams; and
+a block shown live as previews ends exactly as its stored event renders alone."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from playwright.sync_api import Page, expect
 from cli_exec.claude import ClaudeOptions, build_argv, build_env, secret_values
 from cli_exec.runner import CliCommand, RunLimits
 from tasks_app.models import Task, TaskStatus
-from tasks_app.services.coalescing import coalesced
+from tasks_app.services import broadcast
+from tasks_app.services.coalescing import coalesced, is_text_delta
 from tasks_app.services.events import NewEvent, append_events
 from tasks_app.services.lifecycle import claim_task, transition
 from tests.browser.pages import UI_MS, log_in_as, make_browser_user
@@ -77,6 +79,10 @@ def rendered(page: Page, task: Task) -> list[dict[str, str]]:
     # The whole stream was replayed once the socket reports the task's end.
     state = page.get_by_test_id("connection-state")
     expect(state).to_have_attribute("data-state", "finished", timeout=UI_MS)
+    return entries(page)
+
+
+def entries(page: Page) -> list[dict[str, str]]:
     return page.get_by_test_id("stream").evaluate(
         """stream => Array.from(stream.children).map(entry => ({
             kind: entry.dataset.kind || "",
@@ -102,3 +108,53 @@ def test_merged_deltas_render_as_the_deltas_did(page, web, fake_model, tmp_path)
     for seed in range(4):
         rng = random.Random(seed)
         assert_renders_alike(page, owner, generated(rng, rng.randint(20, 80)))
+
+
+def wait_for_last_seq(page: Page, seq: int) -> None:
+    page.wait_for_function(
+        "seq => document.querySelector('[data-task-page]').dataset.lastSeq === String(seq)",
+        arg=seq,
+        timeout=UI_MS,
+    )
+
+
+def stream_length(page: Page) -> int:
+    return page.get_by_test_id("stream").evaluate("stream => stream.textContent.length")
+
+
+def test_previews_of_a_block_end_as_its_stored_event_renders_alone(page, web):
+    owner = make_browser_user("alice")
+    log_in_as(page, owner)
+    rng = random.Random(7)
+    events = coalesced(generated(rng, 80))
+    task = make_task(owner)
+    assert claim_task(task, worker="test-worker")
+    page.goto(f"/tasks/{task.pk}/")
+    wait_for_last_seq(page, 1)  # the running status
+    previewed = 0
+    for seq, event in enumerate(events, start=2):
+        if is_text_delta(event) and event.payload["text"]:
+            text = event.payload["text"]
+            shown_before = stream_length(page)
+            cuts = sorted(set(rng.choices(range(1, len(text) + 1), k=3)))
+            for cut in cuts:
+                payload = {**event.payload, "text": text[:cut]}
+                broadcast.task_preview(task.pk, after=seq - 1, kind="text", payload=payload)
+            # Each preview replaced the one before: the page shows the last one once.
+            # In UTF-16 units, as the page counts.
+            expected = shown_before + page.evaluate("text => text.length", text[: cuts[-1]])
+            page.wait_for_function(
+                "n => document.querySelector('[data-testid=stream]').textContent.length === n",
+                arg=expected,
+                timeout=UI_MS,
+            )
+            previewed += 1
+        append_events(task, [event], attempt=task.attempts, running_attempt=task.attempts)
+        wait_for_last_seq(page, seq)
+    assert previewed > 10
+    assert transition(task, to=TaskStatus.SUCCEEDED, from_statuses=[TaskStatus.RUNNING])
+    expect(page.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "finished", timeout=UI_MS
+    )
+    seen_live = entries(page)
+    assert seen_live == rendered(page, task)

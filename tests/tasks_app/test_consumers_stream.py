@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks_app.models import Task, TaskStatus
+from tasks_app.models import Task, TaskEvent, TaskStatus
+from tasks_app.services import broadcast
 from tasks_app.services.events import NewEvent, append_events
 from tasks_app.services.lifecycle import claim_task, transition
 from tasks_app.services.tokens import api_token_create
@@ -21,6 +22,7 @@ from tests.live import (
     child_env,
     ws_close_code,
     ws_connect,
+    ws_recv,
     ws_recv_until,
     ws_recv_until_closed,
 )
@@ -82,6 +84,36 @@ def test_client_joining_mid_stream_gets_rest_then_live_events_then_end(web):
     assert live[4]["task"]["status"] == "succeeded"
     assert live[5] == {"type": "end", "status": "succeeded"}
     assert len(live) == 6 and code == 1000
+
+
+def preview(task: Task, *, after: int, text: str) -> dict:
+    payload = {"text": text, "partial": True}
+    broadcast.task_preview(task.pk, after=after, kind="text", payload=payload)
+    return {"type": "preview", "after": after, "kind": "text", "payload": payload}
+
+
+def test_a_preview_reaches_only_a_client_that_has_every_event_before_it(web):
+    user = make_user()
+    task = running_task(user)  # seq 1
+    say(task, "a")  # seq 2
+    with ws_connect(web, f"/ws/tasks/{task.pk}/", token=token_for(user)) as ws:
+        assert seqs(ws_recv_until(ws, is_status)) == [1, 2]
+        preview(task, after=1, text="stale")  # the client already has event 2: dropped
+        shown = preview(task, after=2, text="b")
+        assert ws_recv(ws) == shown
+        # A stored event whose push never came: the client gets it before the preview.
+        TaskEvent.objects.create(
+            task=task, seq=3, attempt=1, kind="text", payload={"text": "bc", "partial": True}
+        )
+        Task.objects.filter(pk=task.pk).update(last_seq=3)
+        shown = preview(task, after=3, text="d")
+        got = ws_recv_until(ws, lambda m: m["type"] == "preview")
+        assert seqs(got) == [3] and got[0]["payload"]["text"] == "bc" and got[-1] == shown
+        say(task, "de")
+        finish(task)
+        live, code = ws_recv_until_closed(ws)
+    assert seqs(live) == [4, 5] and all(m["type"] != "preview" for m in live)
+    assert code == 1000
 
 
 def test_socket_on_finished_task_replays_everything_then_ends(web):

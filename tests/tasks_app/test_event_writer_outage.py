@@ -7,7 +7,7 @@ from django.db import OperationalError
 
 from cli_exec.events import CliEvent, EventKind
 from tasks_app.services import events as events_service
-from tasks_app.services.execution import EventWriter
+from tasks_app.services.event_writer import EventWriter
 from tasks_app.services.lifecycle import claim_task
 from tests.factories import make_task
 
@@ -49,7 +49,7 @@ def failing_first(*, commit: bool):
             real_append(*args, **kwargs)
         raise OperationalError("server closed the connection unexpectedly")
 
-    return mock.patch("tasks_app.services.execution.append_events", side_effect=append)
+    return mock.patch("tasks_app.services.event_writer.append_events", side_effect=append)
 
 
 def write_through_failure(writer: EventWriter, *lines: str) -> None:

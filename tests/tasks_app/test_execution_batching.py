@@ -2,12 +2,14 @@
 
 import sys
 import textwrap
+from unittest import mock
 
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from tasks_app.models import TaskStatus
+from tasks_app.models import Task, TaskStatus
+from tasks_app.services import broadcast
 from tasks_app.services.execution import execute_claimed_task
 from tasks_app.services.lifecycle import claim_task
 from tests.factories import make_task
@@ -76,7 +78,7 @@ print(json.dumps({{"type": "result", "subtype": "success", "is_error": False,
 """
 
 
-def run_paced(user, tmp_path, flush_ms: int) -> list[dict]:
+def run_paced(user, tmp_path, flush_ms: int, hold_ms: int = 0) -> list[dict]:
     cli = tmp_path / "paced-claude"
     cli.write_text(PACED_CLI)
     cli.chmod(0o755)
@@ -87,6 +89,7 @@ def run_paced(user, tmp_path, flush_ms: int) -> list[dict]:
         AGENT_WORKSPACE_ROOT=tmp_path / "ws",
         AGENT_SANDBOX="off",
         AGENT_STREAM_FLUSH_MS=flush_ms,
+        AGENT_STREAM_DELTA_HOLD_MS=hold_ms,
     ):
         assert execute_claimed_task(task) == TaskStatus.SUCCEEDED
     seqs = list(task.events.order_by("seq").values_list("seq", flat=True))
@@ -106,3 +109,22 @@ def test_with_no_flush_interval_each_read_of_the_pipe_is_stored_as_it_comes(user
     texts = run_paced(user, tmp_path, flush_ms=0)
     assert "".join(t["text"] for t in texts) == "".join(f"{i} " for i in range(20))
     assert len(texts) > 1
+
+
+def test_the_block_being_written_is_previewed_as_it_grows_and_stored_once(user, tmp_path):
+    with mock.patch.object(broadcast, "task_preview", wraps=broadcast.task_preview) as pushed:
+        texts = run_paced(user, tmp_path, flush_ms=50, hold_ms=60_000)
+    whole = "".join(f"{i} " for i in range(20))
+    assert [t["text"] for t in texts] == [whole]
+    previews = [c.kwargs for c in pushed.call_args_list]
+    shown = [p["payload"]["text"] for p in previews]
+    print(f"\n20 deltas over 0.4 s: {len(previews)} previews, 1 stored event")
+    # Every read of the pipe (at most one per AGENT_STREAM_PREVIEW_MS) is shown at once:
+    # the merged text so far, each longer than the last, after the same stored event.
+    assert len(previews) >= 5
+    assert all(a != b and b.startswith(a) for a, b in zip(shown, shown[1:], strict=False))
+    assert all(whole.startswith(text) for text in shown)
+    task_id = pushed.call_args.args[0]
+    text_seq = Task.objects.get(pk=task_id).events.get(kind="text").seq
+    assert {p["after"] for p in previews} == {text_seq - 1}
+    assert all(p["kind"] == "text" and p["payload"]["partial"] is True for p in previews)

@@ -31,6 +31,10 @@
   // block of its message, so the page converges on it without showing it twice.
   const openBlocks = new Map();
   const unconfirmed = [];
+  // The text block being written, not stored yet: shown after event `after` until an
+  // event with a higher seq (which holds all its text) arrives; each preview replaces
+  // the one before. {text: its text node, block: the block it opened, or null}.
+  let preview = null;
 
   /* ---- small DOM helpers ---- */
 
@@ -245,9 +249,42 @@
     });
   }
 
+  function dropPreview() {
+    if (!preview) return;
+    preview.text.remove();
+    if (preview.block) {
+      // The block existed only for the preview: the stored event opens it again.
+      preview.block.remove();
+      openBlocks.delete(preview.block.dataset.messageId);
+      const index = unconfirmed.indexOf(preview.block);
+      if (index >= 0) unconfirmed.splice(index, 1);
+    }
+    preview = null;
+  }
+
+  function renderPreview(message) {
+    if (message.after !== lastSeq || message.kind !== "text") return;
+    dropPreview();
+    const payload = message.payload;
+    const key = payload.message_id || "";
+    let block = openBlocks.get(key);
+    let opened = null;
+    if (!block) {
+      block = opened = newTextBlock(key, true);
+      add(block, { seq: "", kind: "text", payload: payload });
+    }
+    const follow = nearBottom();
+    const text = document.createTextNode(typeof payload.text === "string" ? payload.text : "");
+    block.append(text);
+    if (follow) stream.scrollTop = stream.scrollHeight;
+    preview = { text: text, block: opened };
+  }
+
   function renderEvent(event) {
     if (event.seq <= lastSeq) return;
+    dropPreview();
     lastSeq = event.seq;
+    page.dataset.lastSeq = lastSeq;
     if (SEALING.has(event.kind)) openBlocks.clear();
     if (event.kind === "status") endAttemptText();
     (renderers[event.kind] || renderUnknown)(event);
@@ -345,6 +382,7 @@
 
   function onMessage(message) {
     if (message.type === "event") renderEvent(message);
+    else if (message.type === "preview") renderPreview(message);
     else if (message.type === "status") applyTask(message.status, message.task);
     else if (message.type === "end") {
       ended = true;
