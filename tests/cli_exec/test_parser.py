@@ -182,6 +182,26 @@ def test_lone_surrogates_and_nul_escapes_are_replaced():
     json.dumps(event.payload, ensure_ascii=False).encode("utf-8")
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "NaN",
+        "-Infinity",
+        "1e400",
+        str(2**70),
+        str(-(2**70)),
+        '"caf\\u00e9 \\ud83d\\ude00"',
+    ],
+)
+def test_numbers_and_escapes_parse_exactly_as_json_reads_them(value):
+    text = '{"type": "result", "result": ' + value + "}"
+
+    (event,) = parse_stdout_line(text.encode())
+
+    assert event.kind is EventKind.RESULT
+    assert json.dumps(event.payload["result"]) == json.dumps(json.loads(text)["result"])
+
+
 def test_redactor_applies_before_parsing():
     secret = "sk-live-abcdef"
 
