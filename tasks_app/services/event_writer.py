@@ -141,9 +141,19 @@ class EventWriter:
             times.append(self.store_at(held))
         if held is not None:
             times.append(max(self.tail_since + self.hold_s, self.retry_at))
-            if held.payload["text"] != self.previewed:
+            if self.can_preview(held):
                 times.append(self.previewed_at + self.preview_s)
         return min(times) if times else None
+
+    def can_preview(self, held: NewEvent) -> bool:
+        """Whether `held` has something new to show that a preview can show now."""
+        return (
+            self.last_seq is not None
+            # A preview shows the block after the last stored event: nothing may wait
+            # between them (as through a database outage).
+            and len(self.unstored) == 1
+            and held.payload["text"] != self.previewed
+        )
 
     def store_at(self, held: NewEvent | None) -> float:
         """When the storable events go: after AGENT_STREAM_FLUSH_MS, or at once when a
@@ -165,11 +175,7 @@ class EventWriter:
         held = self.held_block(now)
         return (
             held is not None
-            and self.last_seq is not None
-            # A preview shows the block after the last stored event: nothing may wait
-            # between them (as through a database outage).
-            and len(self.unstored) == 1
-            and held.payload["text"] != self.previewed
+            and self.can_preview(held)
             and now >= self.previewed_at + self.preview_s
         )
 

@@ -1,5 +1,6 @@
 """The attempt's event writer through a database outage: events held, stored once, in order."""
 
+import time
 from unittest import mock
 
 import pytest
@@ -81,3 +82,18 @@ def test_a_batch_committed_before_the_connection_broke_is_not_stored_twice(write
     writer.flush(final=True)
     assert stored_lines(writer.task) == ["zero", "one", "two", "three"]
     assert gapless(writer.task)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_block_held_behind_refused_events_waits_for_the_retry_without_spinning(writer):
+    writer.write([stderr("zero")])  # stored at once: the writer knows where it stands
+    with failing_first(commit=False):
+        writer.write([stderr("one"), CliEvent(EventKind.TEXT, {"text": "a", "partial": True})])
+    # The text block waits behind "one", which the database refused: no preview can show
+    # it yet, so the attempt's next wake-up is the retry, not at once (a busy loop).
+    assert len(writer.unstored) == 2
+    wake_at = writer.flush_at()
+    assert wake_at is not None and wake_at >= writer.retry_at > time.monotonic()
+    writer.flush(final=True)
+    assert stored_lines(writer.task) == ["zero", "one"]
+    assert writer.task.events.get(kind="text").payload["text"] == "a"
