@@ -125,6 +125,8 @@ def environment(config: StackConfig, github_port: int) -> dict[str, str]:
         # `AGENT_WORKER_POOL=threads python -m bench` measures everything on the threads
         # pool (bench `slots` sets each worker's pool itself).
         "AGENT_WORKER_POOL": worker_pool(),
+        # `AGENT_STREAM_PREVIEW_MS=0 python -m bench` measures the stream's other settings.
+        **{name: value for name, value in os.environ.items() if name.startswith("AGENT_STREAM_")},
     }
 
 

@@ -85,6 +85,16 @@ def latencies(watches: list[Watch]) -> list[float]:
     return [latency for w in watches for latency in w.latencies]
 
 
+def p99_by_fifth(watches: list[Watch], lines: int) -> list[float]:
+    """p99 (ms) of the deltas in each fifth of the streams, first to last: whether the
+    slow ones are where every stream starts, runs or ends at once."""
+    fifths: list[list[float]] = [[] for _ in range(5)]
+    for watch in watches:
+        for index, latency in watch.by_index.items():
+            fifths[min(4, index * 5 // lines)].append(latency)
+    return [round(summarize_ms(fifth).p99, 1) for fifth in fifths]
+
+
 def efficiency_figures(label: str, streamed: StreamRun, deltas: int) -> list[Figure]:
     """Worker CPU (main and pool processes, from /proc) per streamed line, and the rows
     the text deltas became."""
@@ -181,6 +191,7 @@ def run(ctx: Context) -> BenchResult:
                 "lines_per_stream": lines,
                 "interval_ms": interval_ms,
                 "latency_ms": value,
+                "p99_ms_by_fifth_of_the_stream": p99_by_fifth(watches, lines),
                 "redis_pubsub_ms": base,
                 "cpu_during_stream": streamed.cpu,
                 "text_delta_rows": db.text_delta_rows([task.pk for task in tasks]),

@@ -39,7 +39,7 @@ class Watch:
     task_id: int
     seqs: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
-    seen: set[int] = field(default_factory=set)  # indexes of the deltas timed
+    by_index: dict[int, float] = field(default_factory=dict)  # delta index → latency
     ended: str | None = None
     connect_s: float = 0.0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,8 +65,8 @@ def _record(watch: Watch, raw: str | bytes, received_at: float) -> None:
     payload = message.get("payload") or {}
     if message["kind"] == "text":
         for index, written_at in parse_delta_texts(str(payload.get("text", ""))):
-            if index not in watch.seen:
-                watch.seen.add(index)
+            if index not in watch.by_index:
+                watch.by_index[index] = received_at - written_at
                 watch.latencies.append(received_at - written_at)
     elif message["kind"] == "system" and payload.get("subtype") == "init":
         watch.ready.set()
