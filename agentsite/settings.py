@@ -152,7 +152,7 @@ AGENT_STREAM_FLUSH_MS = env.int("AGENT_STREAM_FLUSH_MS", default=50)
 # The text block being written is held back from the database this long (0: stored like
 # any event) and shown to watchers meanwhile as a preview, pushed at most this often.
 AGENT_STREAM_DELTA_HOLD_MS = env.int("AGENT_STREAM_DELTA_HOLD_MS", default=2000)
-AGENT_STREAM_PREVIEW_MS = env.int("AGENT_STREAM_PREVIEW_MS", default=20)
+AGENT_STREAM_PREVIEW_MS = env.int("AGENT_STREAM_PREVIEW_MS", default=5)
 AGENT_MAX_ATTEMPTS = env.int("AGENT_MAX_ATTEMPTS", default=3)
 AGENT_MAX_PROMPT_BYTES = env.int("AGENT_MAX_PROMPT_BYTES", default=102_400)
 AGENT_USER_DAILY_BUDGET_USD = env.get_value(
