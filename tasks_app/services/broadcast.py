@@ -142,16 +142,18 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
         log.warning("broadcast_failed", group=group, error=str(exc))
 
 
-def _inline_events(events: Sequence[TaskEvent]) -> list[dict[str, Any]]:
-    """The batch's wire messages, or [] when it is too large to push inline.
+def _encoded(payload: dict[str, Any]) -> str:
+    """`payload` through the model field's encoder: a pushed payload is exactly what a
+    replay reads back (NUL as U+FFFD, decimals as strings), and msgpack only sees JSON."""
+    return json.dumps(payload, cls=PostgresSafeJSONEncoder)
 
-    Payloads go through the model field's encoder, so a pushed event is exactly what a
-    replay reads back (NUL as U+FFFD, decimals as strings) and msgpack only sees JSON.
-    """
+
+def _inline_events(events: Sequence[TaskEvent]) -> list[dict[str, Any]]:
+    """The batch's wire messages, or [] when it is too large to push inline."""
     messages: list[dict[str, Any]] = []
     size = 0
     for event in events:
-        encoded = json.dumps(event.payload, cls=PostgresSafeJSONEncoder)
+        encoded = _encoded(event.payload)
         size += len(encoded)
         if size > MAX_INLINE_PAYLOAD_BYTES:
             return []
@@ -205,8 +207,7 @@ def task_events_stored(
 
 
 def task_preview(task_id: int, *, after: int, kind: str, payload: dict[str, Any]) -> None:
-    """Show watchers the text block being written after the stored event `after`."""
-    _group_send(
-        task_group(task_id),
-        {"type": "task.preview", "task": task_id, "after": after, "kind": kind, "payload": payload},
-    )
+    """Show watchers the text block being written after the stored event `after`, as
+    its stored event will show it."""
+    message = {"type": "task.preview", "task": task_id, "after": after, "kind": kind}
+    _group_send(task_group(task_id), {**message, "payload": json.loads(_encoded(payload))})

@@ -14,7 +14,6 @@ Other events are stored at most every AGENT_STREAM_FLUSH_MS, in one INSERT and o
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from django.conf import settings
 
 from cli_exec.events import CliEvent, EventKind
 from cli_exec.redact import Redactor
-from tasks_app.jsonsafe import PostgresSafeJSONEncoder
 from tasks_app.models import Task
 from tasks_app.services import broadcast, db_outage, model_breaker
 from tasks_app.services.coalescing import add_coalesced, is_text_delta
@@ -125,9 +123,10 @@ class EventWriter:
             return tail
         return None
 
-    def storable(self, now: float) -> int:
-        """How many waiting events (from the head) are to be stored at the next flush."""
-        return len(self.unstored) - (self.held_block(now) is not None)
+    def storable(self, held: NewEvent | None) -> int:
+        """How many waiting events (from the head) are to be stored at the next flush:
+        all but the `held` block."""
+        return len(self.unstored) - (held is not None)
 
     def flush_at(self) -> float | None:
         """When something is to be done next: store the waiting events (at once, unless
@@ -137,7 +136,7 @@ class EventWriter:
         now = time.monotonic()
         held = self.held_block(now)
         times = []
-        if self.storable(now):
+        if self.storable(held):
             times.append(self.store_at(held))
         if held is not None:
             times.append(max(self.tail_since + self.hold_s, self.retry_at))
@@ -164,11 +163,12 @@ class EventWriter:
 
     def flush_due(self) -> bool:
         now = time.monotonic()
-        if not self.storable(now):
+        held = self.held_block(now)
+        if not self.storable(held):
             return False
         if len(self.unstored) >= MAX_EVENTS_PER_INSERT:
             return True
-        return now >= self.store_at(self.held_block(now))
+        return now >= self.store_at(held)
 
     def preview_due(self) -> bool:
         now = time.monotonic()
@@ -181,11 +181,10 @@ class EventWriter:
 
     def preview(self) -> None:
         held = self.unstored[-1]
-        # Through the stored payloads' encoder: the preview shows what the stored event
-        # will (NUL as U+FFFD), and the channel layer only sees JSON.
-        payload = json.loads(json.dumps(held.payload, cls=PostgresSafeJSONEncoder))
         assert self.last_seq is not None  # noqa: S101 - preview_due checked it
-        broadcast.task_preview(self.task.pk, after=self.last_seq, kind=held.kind, payload=payload)
+        broadcast.task_preview(
+            self.task.pk, after=self.last_seq, kind=held.kind, payload=held.payload
+        )
         self.previewed = held.payload["text"]
         self.previewed_at = time.monotonic()
 
@@ -201,7 +200,8 @@ class EventWriter:
                 self.last_seq = self.stored_seq()
             elif self.in_doubt:
                 self.settle_in_doubt()
-            count = len(self.unstored) if final else self.storable(time.monotonic())
+            held = None if final else self.held_block(time.monotonic())
+            count = self.storable(held)
             while count > 0:
                 batch = self.unstored[: min(count, MAX_EVENTS_PER_INSERT)]
                 rows = append_events(

@@ -101,19 +101,30 @@
     return block;
   }
 
+  // Appends a delta's text to the open block of its message, opening one if there is
+  // none; returns the text node and the block it opened (or null).
+  function appendToOpenBlock(event) {
+    const payload = event.payload;
+    const key = payload.message_id || "";
+    let block = openBlocks.get(key);
+    let opened = null;
+    if (!block) {
+      block = opened = newTextBlock(key, true);
+      add(block, event);
+    }
+    const follow = nearBottom();
+    const text = document.createTextNode(typeof payload.text === "string" ? payload.text : "");
+    block.append(text);
+    if (follow) stream.scrollTop = stream.scrollHeight;
+    return { text: text, block: opened };
+  }
+
   function renderText(event) {
     const payload = event.payload;
     const key = payload.message_id || "";
     const text = typeof payload.text === "string" ? payload.text : "";
     if (payload.partial) {
-      let block = openBlocks.get(key);
-      if (!block) {
-        block = newTextBlock(key, true);
-        add(block, event);
-      }
-      const follow = nearBottom();
-      block.append(document.createTextNode(text));
-      if (follow) stream.scrollTop = stream.scrollHeight;
+      appendToOpenBlock(event);
       return;
     }
     const index = unconfirmed.findIndex(function (block) {
@@ -265,19 +276,7 @@
   function renderPreview(message) {
     if (message.after !== lastSeq || message.kind !== "text") return;
     dropPreview();
-    const payload = message.payload;
-    const key = payload.message_id || "";
-    let block = openBlocks.get(key);
-    let opened = null;
-    if (!block) {
-      block = opened = newTextBlock(key, true);
-      add(block, { seq: "", kind: "text", payload: payload });
-    }
-    const follow = nearBottom();
-    const text = document.createTextNode(typeof payload.text === "string" ? payload.text : "");
-    block.append(text);
-    if (follow) stream.scrollTop = stream.scrollHeight;
-    preview = { text: text, block: opened };
+    preview = appendToOpenBlock({ seq: "", kind: "text", payload: message.payload });
   }
 
   function renderEvent(event) {
