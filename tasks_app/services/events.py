@@ -60,18 +60,21 @@ def append_events(
     """
     if not events:
         return []
-    with transaction.atomic():
+    # No savepoint when nested (a claim, an ending): a lost stream is raised after the
+    # block, so the caller's transaction is not spoilt by it, and the caller lets it out.
+    with transaction.atomic(savepoint=False):
         last = _reserve_seqs(task.pk, len(events), running_attempt)
-        if last is None:
-            raise StreamOwnershipLost(f"task {task.pk} is not running attempt {running_attempt}")
-        first = last - len(events) + 1
-        rows = TaskEvent.objects.bulk_create(
-            TaskEvent(
-                task_id=task.pk, seq=first + i, attempt=attempt, kind=e.kind, payload=e.payload
+        if last is not None:
+            first = last - len(events) + 1
+            rows = TaskEvent.objects.bulk_create(
+                TaskEvent(
+                    task_id=task.pk, seq=first + i, attempt=attempt, kind=e.kind, payload=e.payload
+                )
+                for i, e in enumerate(events)
             )
-            for i, e in enumerate(events)
-        )
-        transaction.on_commit(
-            lambda: broadcast.task_events_stored(task, rows, task_is_current=task_is_current)
-        )
+            transaction.on_commit(
+                lambda: broadcast.task_events_stored(task, rows, task_is_current=task_is_current)
+            )
+    if last is None:
+        raise StreamOwnershipLost(f"task {task.pk} is not running attempt {running_attempt}")
     return rows

@@ -53,7 +53,9 @@ def transition(
     fields = dict(updates or {})
     if to in TaskStatus.terminal():
         fields.setdefault("finished_at", timezone.now())
-    with transaction.atomic():
+    # No savepoint when nested (a claim, an ending): nothing here raises but the
+    # database itself, and then the caller's whole transaction is lost anyway.
+    with transaction.atomic(savepoint=False):
         won = (
             Task.objects.filter(pk=task.pk, status__in=sources)
             .filter(guard or Q())

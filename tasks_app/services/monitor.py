@@ -36,7 +36,11 @@ class AttemptMonitor:
     # The sandbox's limit check (cgroup event counters), when the run has a sandbox.
     limit_hit: Callable[[], str | None] | None = None
     next_flag_check: float = 0.0
-    next_heartbeat: float = field(default_factory=lambda: time.monotonic())
+    # The claim has just beaten: the first beat is one period later (a cancel meanwhile
+    # comes sooner through the Redis flag checked at the first poll).
+    next_heartbeat: float = field(
+        default_factory=lambda: time.monotonic() + settings.AGENT_HEARTBEAT_S
+    )
 
     def poll(self) -> StopCause | None:
         now = time.monotonic()
@@ -63,17 +67,12 @@ class AttemptMonitor:
             return None
 
     def beat(self) -> StopCause | None:
-        alive = Task.objects.filter(
-            pk=self.task.pk, status=TaskStatus.RUNNING, attempts=self.attempt
-        ).update(heartbeat_at=timezone.now())
-        if not alive:
-            return StopCause.LOST
-        cancel_requested = (
-            Task.objects.filter(pk=self.task.pk)
-            .values_list("cancel_requested_at", flat=True)
-            .first()
-        )
-        return StopCause.CANCEL if cancel_requested else None
+        ours = Task.objects.filter(pk=self.task.pk, status=TaskStatus.RUNNING, attempts=self.attempt)
+        # One statement while all is well; a second only to tell a cancel from a loss.
+        if ours.filter(cancel_requested_at__isnull=True).update(heartbeat_at=timezone.now()):
+            return None
+        cancelled = ours.values_list("cancel_requested_at", flat=True).first()
+        return StopCause.LOST if cancelled is None else StopCause.CANCEL
 
     def check_flags(self) -> StopCause | None:
         try:

@@ -120,8 +120,12 @@ def _record(task: Task, changes: Changes, published: Published) -> None:
             pull_request_url=published.pull_request_url,
             workspace_note=published.note[:500],
         )
-        TaskDiff.objects.update_or_create(
-            task_id=task.pk, defaults={"text": changes.diff, "truncated": changes.truncated}
+        # One upsert: update_or_create would lock, look and insert under savepoints.
+        TaskDiff.objects.bulk_create(
+            [TaskDiff(task_id=task.pk, text=changes.diff, truncated=changes.truncated)],
+            update_conflicts=True,
+            unique_fields=["task"],
+            update_fields=["text", "truncated"],
         )
 
 
