@@ -18,9 +18,12 @@ class EventKind(StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CliEvent:
-    """One thing the CLI said; payload is JSON-serialisable and already redacted."""
+    """One thing the CLI said; payload is JSON-serialisable and already redacted.
+
+    Not frozen, though nobody changes one: a frozen dataclass takes twice as long to
+    build, and a CLI prints tens of thousands of these."""
 
     kind: EventKind
     payload: dict[str, Any]

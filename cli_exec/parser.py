@@ -83,7 +83,8 @@ class StdoutParser:
             return [raw_event(line.rstrip("\r"), "invalid JSON")]
         if not isinstance(obj, dict):
             return [raw_event(line.rstrip("\r"), "not a JSON object")]
-        if _needs_scrub(line):
+        # A one-character test first: most lines hold no backslash at all.
+        if "\\" in line and _needs_scrub(line):
             obj = _scrub(obj)
         kind = obj.get("type")
         # A non-string type (say a list) is unhashable and must not reach the dict lookup.
@@ -103,26 +104,26 @@ class StdoutParser:
         if not isinstance(event, dict):
             return _unknown(obj)
         event_type = event.get("type")
+        # Text deltas first: they are most of what a CLI prints (and this is its hot path).
+        if event_type == "content_block_delta":
+            delta = event.get("delta")
+            if not isinstance(delta, dict) or delta.get("type") != "text_delta":
+                return []
+            text = delta.get("text")
+            if not isinstance(text, str):
+                return []
+            payload: dict[str, Any] = {"text": text, "partial": True}
+            message_id = self._message_ids.get(obj.get("parent_tool_use_id"))
+            if message_id is not None:
+                payload["message_id"] = message_id
+            return [CliEvent(EventKind.TEXT, _with_parent(payload, obj))]
         if event_type == "message_start":
             message = event.get("message")
             if isinstance(message, dict) and isinstance(message.get("id"), str):
                 self._message_ids[obj.get("parent_tool_use_id")] = message["id"]
-            return []
-        if event_type != "content_block_delta":
-            # Block starts/stops, message deltas, tool-input and thinking deltas are
-            # scaffolding: the completed assistant message repeats what matters.
-            return []
-        delta = event.get("delta")
-        if not isinstance(delta, dict) or delta.get("type") != "text_delta":
-            return []
-        text = delta.get("text")
-        if not isinstance(text, str):
-            return []
-        payload: dict[str, Any] = {"text": text, "partial": True}
-        message_id = self._message_ids.get(obj.get("parent_tool_use_id"))
-        if message_id is not None:
-            payload["message_id"] = message_id
-        return [CliEvent(EventKind.TEXT, _with_parent(payload, obj))]
+        # Block starts/stops, message deltas, tool-input and thinking deltas are
+        # scaffolding: the completed assistant message repeats what matters.
+        return []
 
     def _assistant(self, obj: dict[str, Any]) -> list[CliEvent]:
         message = obj.get("message")
