@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -24,17 +25,13 @@ class CliStartError(RuntimeError):
     """The CLI could not be started (missing binary, bad cwd, no permission)."""
 
 
-def _child_setup(parent_pid: int, extra_setup: Callable[[], None] | None) -> Callable[[], None]:
+def _child_setup(parent_pid: int) -> Callable[[], None]:
     def setup() -> None:
         # Ignored dispositions and blocked masks survive exec; a worker that ignores SIGINT
         # (as pool processes often do) would otherwise make the first stop step a no-op.
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        # Before prctl: changing credentials (a sandbox dropping its uid) clears the
-        # parent-death signal, so it must be the last thing set.
-        if extra_setup is not None:
-            extra_setup()
         if _prctl is not None:
             _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         # The parent may have died before prctl ran; the signal would then never come.
@@ -44,33 +41,48 @@ def _child_setup(parent_pid: int, extra_setup: Callable[[], None] | None) -> Cal
     return setup
 
 
+@contextlib.contextmanager
+def _no_blocked_signals() -> Iterator[None]:
+    """A vforked child starts with its parent thread's signal mask, which survives exec."""
+    blocked = signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    try:
+        yield
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def spawn_group(
     argv: Sequence[str],
     cwd: Path,
     env: Mapping[str, str],
     *,
     pass_fds: Sequence[int] = (),
-    extra_setup: Callable[[], None] | None = None,
+    arms_death_signal: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start argv as the leader of a new session and process group, with all three pipes.
 
-    `extra_setup` runs in the child just before exec (after the signal reset, before the
-    parent-death signal is armed); `pass_fds` stay open across exec.
+    The child gets default SIGINT and SIGTERM, no blocked signals and the parent-death
+    signal, set by a pre-exec hook; unless `arms_death_signal`: a command that sets all
+    this itself (the sandbox's launcher) is started with a vfork and no hook. `pass_fds`
+    stay open across exec.
     """
+    setup = None if arms_death_signal else _child_setup(os.getpid())
     try:
-        return subprocess.Popen(  # noqa: S603 - argv is built by our own adapter, never a shell
-            list(argv),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            bufsize=0,
-            close_fds=True,
-            pass_fds=tuple(pass_fds),
-            start_new_session=True,
-            preexec_fn=_child_setup(os.getpid(), extra_setup),  # needed for PR_SET_PDEATHSIG
-        )
+        with _no_blocked_signals() if setup is None else contextlib.nullcontext():
+            return subprocess.Popen(  # noqa: S603 - argv is built by our own adapter, never a shell
+                list(argv),
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                bufsize=0,
+                close_fds=True,
+                pass_fds=tuple(pass_fds),
+                start_new_session=True,
+                preexec_fn=setup,  # needed for PR_SET_PDEATHSIG; None lets Popen vfork
+            )
     except (OSError, subprocess.SubprocessError) as exc:
         raise CliStartError(
             f"could not start {argv[0] if argv else '(empty argv)'}: {exc}"

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -39,10 +39,11 @@ class CliCommand:
     env: Mapping[str, str]
     stdin: bytes = b""
     secrets: Sequence[str] = ()
-    # For wrappers such as the sandbox: descriptors the child inherits, and a hook run in
-    # the child just before exec (it must only make system calls: the parent has threads).
+    # For wrappers such as the sandbox: descriptors the child inherits, and whether the
+    # command's own launcher arms the parent-death signal (then the runner starts it with
+    # a vfork, without the pre-exec hook that would arm it).
     pass_fds: Sequence[int] = ()
-    child_setup: Callable[[], None] | None = None
+    arms_death_signal: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class CliRun:
             command.cwd,
             command.env,
             pass_fds=command.pass_fds,
-            extra_setup=command.child_setup,
+            arms_death_signal=command.arms_death_signal,
         )
         self._proc = proc
         self._started_at = self._last_output_at = time.monotonic()

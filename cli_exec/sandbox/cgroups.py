@@ -13,7 +13,6 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,20 +172,10 @@ class RunGroups:
                 (group / "memory.memsw.limit_in_bytes").write_text(str(self.limits.memory_bytes))
             self._procs_files.append(str(group / "cgroup.procs"))
 
-    def joiner(self) -> Callable[[], None]:
-        """For the child between fork and exec: system calls only, no Python I/O objects."""
-        files = [os.fsencode(path) for path in self._procs_files]
-
-        def join() -> None:
-            pid = str(os.getpid()).encode()
-            for path in files:
-                fd = os.open(path, os.O_WRONLY)
-                try:
-                    os.write(fd, pid)
-                finally:
-                    os.close(fd)
-
-        return join
+    @property
+    def procs_files(self) -> tuple[str, ...]:
+        """The cgroup.procs files a run's first process writes its pid to, to join."""
+        return tuple(self._procs_files)
 
     def limit_hit(self) -> str | None:
         """A sentence naming the limit the run ran into, or None."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli_exec.sandbox import layout
+from cli_exec.sandbox import launch, layout
 from cli_exec.sandbox.run import SandboxConfig
 
 PROBE_TIMEOUT_S = 10.0
@@ -23,7 +24,7 @@ def probe(config: SandboxConfig, must_reach: Sequence[Path] = ()) -> str:
     install), which the sandbox's user must be able to walk down to.
     """
     binds = [arg for path in must_reach for arg in ("--ro-bind", str(path), str(path))]
-    argv = [
+    bwrap = [
         config.bwrap,
         *layout.namespace_args(),
         *layout.system_args(),
@@ -32,6 +33,15 @@ def probe(config: SandboxConfig, must_reach: Sequence[Path] = ()) -> str:
         config.python, "-I", "-S", "-c", "import socket; socket.socket().close()",
     ]  # fmt: skip
     host_user = config.host_user
+    if not os.access(config.bwrap, os.X_OK):  # else only the launcher would say so
+        raise SandboxUnavailable(
+            f"bubblewrap ({config.bwrap}) did not start: not found or not executable"
+        )
+    try:
+        # Started the way a run's sandbox is (through the same launcher, as the same user).
+        argv = launch.launch_argv(bwrap, cgroup_procs=(), host_user=host_user)
+    except FileNotFoundError as exc:
+        raise SandboxUnavailable(str(exc)) from exc
     try:
         done = subprocess.run(  # noqa: S603 - our own argv
             argv,
@@ -39,9 +49,6 @@ def probe(config: SandboxConfig, must_reach: Sequence[Path] = ()) -> str:
             timeout=PROBE_TIMEOUT_S,
             env={"PATH": "/usr/bin:/bin"},
             check=False,
-            user=host_user[0] if host_user else None,
-            group=host_user[1] if host_user else None,
-            extra_groups=[] if host_user else None,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxUnavailable(f"bubblewrap ({config.bwrap}) did not start: {exc}") from exc

@@ -7,15 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
 from cli_exec.runner import CliCommand
-from cli_exec.sandbox import layout
+from cli_exec.sandbox import launch, layout
 from cli_exec.sandbox.cgroups import LimitSupport, ResourceLimits, RunGroups
 from cli_exec.sandbox.egress import EgressPolicy
 from cli_exec.sandbox.gateway import ModelCredential
@@ -82,14 +80,6 @@ def _check_install_apart(install: Path, spec: RunSpec) -> None:
                 f"the CLI's install directory {install} contains {path}: showing it would "
                 "show other sessions' files; install the CLI outside AGENT_WORKSPACE_ROOT"
             )
-
-
-def become(host_user: tuple[int, int]) -> None:
-    """Drop to an unprivileged host user (in a child, before exec): system calls only."""
-    uid, gid = host_user
-    os.setgroups([])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
 
 
 def _memfd(name: str, content: bytes) -> int:
@@ -232,7 +222,7 @@ class SandboxRun:
             layout.PROXY_PORT: f"{layout.RUN_DIR}/{PROXY_SOCKET}",
         }
         inner_command = [str(self._cli_binary), *command.argv[1:]]
-        argv = [
+        bwrap = [
             self.config.bwrap,
             *layout.namespace_args(),
             *layout.system_args(),
@@ -241,13 +231,21 @@ class SandboxRun:
             "--",
             *layout.inner_args(self.config.python, forwards, inner_command, hold_fd),
         ]  # fmt: skip
+        try:
+            argv = launch.launch_argv(
+                bwrap,
+                cgroup_procs=self._groups.procs_files if self._groups is not None else (),
+                host_user=self.config.host_user,
+            )
+        except FileNotFoundError as exc:
+            raise SandboxStartError(str(exc)) from exc
         return replace(
             command,
             argv=argv,
             env=env,
             secrets=(*command.secrets, self.token),
             pass_fds=(*command.pass_fds, *self._fds),
-            child_setup=self._child_setup(),
+            arms_death_signal=True,
         )
 
     def release(self, *, start: bool = True) -> None:
@@ -274,22 +272,6 @@ class SandboxRun:
         read_fd, self._hold_write = os.pipe2(os.O_CLOEXEC)
         self._fds.append(read_fd)
         return read_fd
-
-    def _child_setup(self) -> Callable[[], None]:
-        join = self._groups.joiner() if self._groups is not None else None
-        host_user = self.config.host_user
-
-        def setup() -> None:
-            if join is not None:
-                join()  # while still privileged enough to write the cgroup files
-            if host_user is not None:
-                become(host_user)
-            # bubblewrap's own processes outside ignore the stop signals; the sandbox's
-            # first process (inner.py) gets them and passes them on to the agent's session.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-        return setup
 
     def _own(self, *paths: Path) -> None:
         if self.config.host_user is None:

@@ -25,6 +25,7 @@ from cli_exec.claude import ClaudeOptions, RunSummary, Verdict, build_argv, buil
 from cli_exec.redact import Redactor
 from cli_exec.runner import CliCommand, CliRun, RunLimits, RunOutcome, StopReason
 from cli_exec.sandbox import SandboxRun, SandboxStartError, SandboxUnavailable
+from cli_exec.sandbox.launch import JOIN_ERROR
 from tasks_app import selectors
 from tasks_app.metrics import CLI_PROCESSES
 from tasks_app.models import Task, TaskStatus
@@ -46,7 +47,8 @@ from tasks_app.services.workspaces import WorkspaceError
 
 log = structlog.get_logger(__name__)
 CLI_PATH = "/usr/local/bin:/usr/bin:/bin"
-BWRAP_ERROR = "bwrap: "
+# What the sandbox's launcher and bubblewrap say when they fail before the CLI runs.
+SANDBOX_ERRORS = ("bwrap: ", "setpriv: ", JOIN_ERROR)
 
 
 def known_secrets() -> list[str]:
@@ -364,8 +366,10 @@ def judge(outcome: RunOutcome, sandbox: SandboxRun | None) -> RunSummary:
         return replace(
             summary, verdict=Verdict.FAILED, error=f"The agent hit {limit} and was stopped."
         )
-    if outcome.result is None and BWRAP_ERROR in outcome.stderr_tail:
-        # bubblewrap failed before the CLI ran: say so, and keep it transient.
-        detail = outcome.stderr_tail[outcome.stderr_tail.rindex(BWRAP_ERROR) :].splitlines()[0]
+    tail = outcome.stderr_tail
+    said = [tail.rindex(prefix) for prefix in SANDBOX_ERRORS if prefix in tail]
+    if outcome.result is None and said:
+        # The sandbox failed before the CLI ran: say so, and keep it transient.
+        detail = tail[max(said) :].splitlines()[0]
         return replace(summary, error=f"The sandbox could not be started: {detail}")
     return summary

@@ -67,7 +67,9 @@ class AttemptMonitor:
             return None
 
     def beat(self) -> StopCause | None:
-        ours = Task.objects.filter(pk=self.task.pk, status=TaskStatus.RUNNING, attempts=self.attempt)
+        ours = Task.objects.filter(
+            pk=self.task.pk, status=TaskStatus.RUNNING, attempts=self.attempt
+        )
         # One statement while all is well; a second only to tell a cancel from a loss.
         if ours.filter(cancel_requested_at__isnull=True).update(heartbeat_at=timezone.now()):
             return None
