@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -143,6 +144,19 @@ class TaskOutput(serializers.ModelSerializer):
     def get_repository(self, task: Task) -> str | None:
         repository = task.session.github_repository
         return repository.full_name if repository else None
+
+
+@functools.cache
+def _task_output() -> TaskOutput:
+    # Building a ModelSerializer's fields costs more than using them, and these depend on
+    # no request, so one instance per process serves every single task shown.
+    return TaskOutput()
+
+
+def task_representation(task: Task) -> dict[str, Any]:
+    """TaskOutput(task).data as a plain dict (JSON and msgpack safe), from one shared
+    serializer: the API's answers about one task and the status pushes."""
+    return dict(_task_output().to_representation(task))
 
 
 class TaskPageOutput(serializers.Serializer):

@@ -28,6 +28,7 @@ from tasks_app.api.serializers import (
     TaskCreateInput,
     TaskOutput,
     TaskPageOutput,
+    task_representation,
 )
 from tasks_app.models import AgentSession, Source, Task, TaskStatus
 from tasks_app.services.sessions import session_create
@@ -124,7 +125,7 @@ class TaskListCreateApi(APIView):
         if "session" in fields:
             fields["session"] = _own_session(request, fields["session"])
         task = task_create(owner=request.user, source=_source_of(request), **fields)
-        return Response(TaskOutput(task).data, status=status.HTTP_201_CREATED)
+        return Response(task_representation(task), status=status.HTTP_201_CREATED)
 
 
 class TaskDetailApi(APIView):
@@ -134,7 +135,7 @@ class TaskDetailApi(APIView):
         responses={200: TaskOutput, **NOT_FOUND, **ERRORS},
     )
     def get(self, request: Request, task_id: int) -> Response:
-        return Response(TaskOutput(_own_task(request, task_id)).data)
+        return Response(task_representation(_own_task(request, task_id)))
 
 
 class TaskEventsApi(APIView):
@@ -196,7 +197,7 @@ class TaskCancelApi(APIView):
     )
     def post(self, request: Request, task_id: int) -> Response:
         task = task_cancel(task=_own_task(request, task_id))
-        return Response(TaskOutput(task).data, status=status.HTTP_202_ACCEPTED)
+        return Response(task_representation(task), status=status.HTTP_202_ACCEPTED)
 
 
 class TaskRetryApi(APIView):
@@ -214,7 +215,7 @@ class TaskRetryApi(APIView):
     )
     def post(self, request: Request, task_id: int) -> Response:
         retry = task_retry(task=_own_task(request, task_id), source=_source_of(request))
-        return Response(TaskOutput(retry).data, status=status.HTTP_201_CREATED)
+        return Response(task_representation(retry), status=status.HTTP_201_CREATED)
 
 
 class SessionListCreateApi(APIView):

@@ -18,7 +18,6 @@ Channel-layer messages (consumers.py handles them):
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import threading
@@ -36,7 +35,6 @@ from tasks_app.jsonsafe import PostgresSafeJSONEncoder
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
-    from tasks_app.api.serializers import TaskOutput
     from tasks_app.models import Task, TaskEvent
 
 log = structlog.get_logger(__name__)
@@ -108,18 +106,11 @@ def event_message(event: TaskEvent) -> dict[str, Any]:
     }
 
 
-@functools.cache
-def _snapshot_serializer() -> TaskOutput:
-    # Building a ModelSerializer's fields costs more than using them, and these depend on
-    # no request, so one instance per process serves every snapshot.
-    from tasks_app.api.serializers import TaskOutput
-
-    return TaskOutput()
-
-
 def task_snapshot(task: Task) -> dict[str, Any]:
     """The task as the REST API shows it, as a plain dict (msgpack and JSON safe)."""
-    return dict(_snapshot_serializer().to_representation(task))
+    from tasks_app.api.serializers import task_representation
+
+    return task_representation(task)
 
 
 _pushes_paused_until = 0.0
