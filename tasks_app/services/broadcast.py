@@ -122,7 +122,11 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
     if layer is None or time.monotonic() < _pushes_paused_until:
         return
     try:
-        _push_loop.run(layer.group_send(group, message), PUSH_TIMEOUT_S)
+        send_now = getattr(layer, "group_send_blocking", None)  # our pub/sub layer's
+        if send_now is not None:
+            send_now(group, message)
+        else:
+            _push_loop.run(layer.group_send(group, message), PUSH_TIMEOUT_S)
     except (RedisError, OSError) as exc:
         # OSError includes TimeoutError. The caller's transaction is committed and must
         # not fail now; consumers read the database.

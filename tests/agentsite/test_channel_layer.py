@@ -78,6 +78,29 @@ def test_a_consumer_that_left_leaves_no_queue_behind():
     assert not leaving_kept and staying_kept
 
 
+def test_a_blocking_send_from_sync_code_reaches_the_group_in_order():
+    """What workers push with (no event loop of their own): the same group channel and
+    serialization as group_send, so consumers cannot tell the two apart."""
+
+    async def scenario() -> list[dict]:
+        bounded = layer(capacity=100)
+        member = await bounded.new_channel()
+        await bounded.group_add("task.4", member)
+        await subscribed(bounded, bounded, "task.4", member)
+
+        def from_a_worker_thread() -> None:
+            for n in range(20):
+                bounded.group_send_blocking("task.4", {"type": "task.events", "n": n})
+
+        await asyncio.to_thread(from_a_worker_thread)
+        got = [await asyncio.wait_for(bounded.receive(member), 5) for _ in range(20)]
+        await bounded.flush()
+        return got
+
+    got = asyncio.run(scenario())
+    assert got == [{"type": "task.events", "n": n} for n in range(20)]
+
+
 @pytest.mark.parametrize("shape", [ProxyMode.REFUSE, ProxyMode.BLACKHOLE])
 def test_a_subscriber_hears_its_groups_again_after_redis_was_away(shape):
     host, port = redis_address(settings.REDIS_URL)
