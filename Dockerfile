@@ -13,6 +13,7 @@ RUN pip install --no-cache-dir -r requirements.txt && npm ci --no-audit --no-fun
 COPY manage.py ./
 COPY agentsite ./agentsite
 COPY cli_exec ./cli_exec
+COPY gitops ./gitops
 COPY tasks_app ./tasks_app
 COPY templates ./templates
 RUN DJANGO_SECRET_KEY=build-only DJANGO_ALLOWED_HOSTS=localhost \
