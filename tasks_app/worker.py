@@ -33,6 +33,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from redis.exceptions import RedisError
 
 from agentsite import telemetry
+from cli_exec.sandbox.network import upstream_tls
 from tasks_app.services import draining, sandboxing
 from tasks_app.services.cli_binary import CliUnavailable, cli_version
 from tasks_app.services.dispatch import AGENT_QUEUE
@@ -68,6 +69,13 @@ def trace_jobs_in_threads(sender: Any, **_: Any) -> None:
     # No pool process is forked: the main process, whose threads run the jobs, traces.
     if jobs_run_in_main_process(sender):
         telemetry.start_tracing("worker")
+
+
+@worker_init.connect
+def prepare_upstream_tls(**_: Any) -> None:
+    # Before the pool is forked: every pool process's model gateway shares this one.
+    if sandboxing.sandbox_on():
+        upstream_tls()
 
 
 @task_prerun.connect

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from structlog.testing import capture_logs
 
 from cli_exec.sandbox.egress import EgressPolicy
 from cli_exec.sandbox.gateway import MAX_REQUEST_BYTES, ModelCredential
-from cli_exec.sandbox.network import MODEL_SOCKET, RunNetwork, SandboxNetwork
+from cli_exec.sandbox.network import MODEL_SOCKET, RunNetwork, SandboxNetwork, upstream_tls
 from tests.fakes.anthropic_api import FakeAnthropic, Hang, Text
 from tests.live import free_port
 
@@ -287,3 +288,10 @@ def test_gateway_unreachable_upstream_answers_502_api_error(open_gateway, run_di
         "type": "error",
         "error": {"type": "api_error", "message": "model gateway: the model API is unreachable"},
     }
+
+
+def test_the_model_api_is_reached_over_verified_tls_from_one_shared_context():
+    context = upstream_tls()
+    assert context is upstream_tls()  # made once, before a worker forks its pool
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 0
