@@ -16,7 +16,7 @@ from django.db import transaction
 from gitops import Changes, Git, GitError, GitErrorKind
 from gitops import mirror as mirrors
 from gitops import workspace as ws
-from tasks_app.models import AgentSession, Task, TaskDiff
+from tasks_app.models import AgentSession, Source, Task, TaskDiff
 from tasks_app.services import sandboxing
 from tasks_app.services.github_text import task_url
 from tasks_app.services.workspaces import clean_state, pulls
@@ -44,7 +44,10 @@ class Published:
 
 def co_author(task: Task) -> str | None:
     """Who asked: the GitHub sender of the thread's comment, else the owner's account."""
-    delivery = task.deliveries.exclude(payload=None).first()
+    # Only a task a GitHub comment started has deliveries: others skip the query.
+    delivery = (
+        task.deliveries.exclude(payload=None).first() if task.source == Source.GITHUB else None
+    )
     sender = ((delivery.payload or {}).get("sender") or {}) if delivery else {}
     if sender.get("login") and sender.get("id"):
         login = sender["login"]
