@@ -366,10 +366,9 @@ def judge(outcome: RunOutcome, sandbox: SandboxRun | None) -> RunSummary:
         return replace(
             summary, verdict=Verdict.FAILED, error=f"The agent hit {limit} and was stopped."
         )
-    tail = outcome.stderr_tail
-    said = [tail.rindex(prefix) for prefix in SANDBOX_ERRORS if prefix in tail]
+    # Those tools start their lines with their name (a path in the line may hold one too).
+    said = [line for line in outcome.stderr_tail.splitlines() if line.startswith(SANDBOX_ERRORS)]
     if outcome.result is None and said:
         # The sandbox failed before the CLI ran: say so, and keep it transient.
-        detail = tail[max(said) :].splitlines()[0]
-        return replace(summary, error=f"The sandbox could not be started: {detail}")
+        return replace(summary, error=f"The sandbox could not be started: {said[-1]}")
     return summary

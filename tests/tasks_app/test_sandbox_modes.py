@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from cli_exec.runner import RunOutcome, StopReason
 from tasks_app.models import TaskStatus
 from tasks_app.services import sandboxing
-from tasks_app.services.execution import execute_claimed_task
+from tasks_app.services.execution import execute_claimed_task, judge
 from tasks_app.services.lifecycle import claim_task
 from tasks_app.services.redis_store import get_redis
 from tasks_app.services.sessions import workspace_path
@@ -177,3 +178,30 @@ def test_an_attempt_runs_inside_the_sandbox_in_process(fake_model, scripts_dir):
     assert run_in_process(task, fake_model, scripts_dir) == TaskStatus.SUCCEEDED
     (request,) = fake_model.requests("[inproc]")
     assert request.headers["x-api-key"] == "sk-ant-test-in-process"
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "bwrap: Creating new namespace failed: Operation not permitted",
+        "setpriv: failed to execute /gone/bwrap: No such file or directory",
+        "agentsite-sandbox: cannot join the cgroup /sys/fs/cgroup/pids/x/cgroup.procs",
+    ],
+)
+def test_a_sandbox_that_failed_before_the_cli_ran_says_so(said):
+    class NoLimitHit:
+        def limit_hit(self) -> None:
+            return None
+
+    outcome = RunOutcome(
+        stop_reason=StopReason.EXITED,
+        exit_code=125,
+        result=None,
+        stderr_tail=f"sh: 1: cannot create x: Permission denied\n{said}\n",
+        stdout_lines=0,
+        output_bytes=0,
+        duration_s=0.01,
+        pid=1,
+    )
+    summary = judge(outcome, NoLimitHit())  # type: ignore[arg-type]
+    assert summary.error == f"The sandbox could not be started: {said}"
