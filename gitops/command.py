@@ -144,22 +144,31 @@ class HostRunner:
         )
 
 
+def setpriv_prefix(user: GitUser | None, *, die_with_caller: bool) -> list[str] | None:
+    """The setpriv command line (up to its "--") that runs what follows as `user` and, with
+    `die_with_caller`, killed when the calling thread ends (armed after the change of
+    user, which would clear it); None when setpriv is not installed."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    who = [f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"] if user else []
+    death = ["--pdeathsig", "KILL"] if die_with_caller else []
+    return [setpriv, *who, *death, "--"]
+
+
 def as_user(
     argv: list[str], user: GitUser | None, *, die_with_caller: bool = False
 ) -> tuple[list[str], dict[str, Any]]:
     """(argv, Popen arguments) that run argv as `user` and, with `die_with_caller`, killed
     when the calling thread ends. Through setpriv when there is one: Popen's user= or a
-    preexec_fn costs a full fork of the (large) worker per call instead of a vfork, and
-    setpriv arms the death signal after changing user (which would clear it)."""
+    preexec_fn costs a full fork of the (large) worker per call instead of a vfork."""
     if user is None and not die_with_caller:
         return argv, {}
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
+    prefix = setpriv_prefix(user, die_with_caller=die_with_caller)
+    if prefix is None:
         become = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
         return argv, become
-    who = [f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"] if user else []
-    death = ["--pdeathsig", "KILL"] if die_with_caller else []
-    return [setpriv, *who, *death, "--", *argv], {}
+    return [*prefix, *argv], {}
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,9 @@ hold pipe reads end-of-file), and an unheld one has nobody to read its output.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 
-from gitops.command import GitUser, as_user
+from gitops.command import GitUser, setpriv_prefix
 
 SHELL = "/bin/sh"
 JOIN_ERROR = "agentsite-sandbox: "
@@ -41,8 +40,8 @@ def launch_argv(
 ) -> list[str]:
     """argv (bubblewrap's) started as described above; raises FileNotFoundError when
     setpriv (util-linux) is not installed: without it nothing would drop the user."""
-    if shutil.which("setpriv") is None:
-        raise FileNotFoundError("setpriv (util-linux) is not installed; the sandbox needs it")
     user = GitUser(*host_user) if host_user is not None else None
-    dropped, _ = as_user(list(argv), user, die_with_caller=True)
-    return [SHELL, "-c", _SCRIPT, "agentsite-launch", *cgroup_procs, "--", *dropped]
+    setpriv = setpriv_prefix(user, die_with_caller=True)
+    if setpriv is None:
+        raise FileNotFoundError("setpriv (util-linux) is not installed; the sandbox needs it")
+    return [SHELL, "-c", _SCRIPT, "agentsite-launch", *cgroup_procs, "--", *setpriv, *argv]
