@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +97,18 @@ def assert_dies(pid: int) -> None:
 def read_pid(path: Path) -> int:
     assert wait_until(path.exists), f"{path} never appeared"
     return int(path.read_text())
+
+
+def assert_outlived_by_nothing(supervisor_argv: Sequence[str], pid_file: Path) -> None:
+    """Start a supervisor that starts a process writing its pid to `pid_file`, kill the
+    supervisor once that process runs: the process must die with it."""
+    supervisor = subprocess.Popen(list(supervisor_argv))  # noqa: S603 - the test's own argv
+    try:
+        pid = read_pid(pid_file)
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+    assert_dies(pid)
 
 
 @pytest.fixture

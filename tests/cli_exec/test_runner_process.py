@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import threading
 from dataclasses import replace
@@ -16,10 +15,9 @@ from cli_exec.runner import CliCommand, CliRun, RunOutcome, StopReason
 from tests.cli_exec.conftest import (
     FAKE_CLIS,
     FAST,
-    assert_dies,
+    assert_outlived_by_nothing,
     collect,
     fake_argv,
-    read_pid,
     stop_when_ready,
 )
 
@@ -29,16 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def test_cli_dies_when_its_supervising_process_is_killed(tmp_path):
     pid_file = tmp_path / "cli.pid"
-    supervisor = subprocess.Popen(
-        [sys.executable, str(FAKE_CLIS / "supervisor.py"), str(REPO_ROOT), str(pid_file)]
-    )
-    try:
-        cli_pid = read_pid(pid_file)
-    finally:
-        supervisor.kill()
-        supervisor.wait()
-
-    assert_dies(cli_pid)
+    supervisor = [sys.executable, str(FAKE_CLIS / "supervisor.py"), str(REPO_ROOT), str(pid_file)]
+    assert_outlived_by_nothing(supervisor, pid_file)
 
 
 def test_sigint_ignored_by_the_worker_still_reaches_the_cli(command_in):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cli_exec import _procctl
 from cli_exec.sandbox.launch import JOIN_ERROR, launch_argv
-from tests.cli_exec.conftest import assert_dies, read_pid
+from tests.cli_exec.conftest import assert_outlived_by_nothing
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_USER = (64100, 64100) if os.geteuid() == 0 else None
@@ -86,10 +86,4 @@ def test_the_launched_command_dies_with_the_process_that_started_it(tmp_path):
         f"_procctl.spawn_group({argv!r}, Path('/'), {{}}, arms_death_signal=True)\n"
         "time.sleep(600)\n"
     )
-    supervisor = subprocess.Popen([sys.executable, "-c", supervisor_script])  # noqa: S603
-    try:
-        sleeper_pid = read_pid(pid_file)
-    finally:
-        supervisor.kill()
-        supervisor.wait()
-    assert_dies(sleeper_pid)
+    assert_outlived_by_nothing([sys.executable, "-c", supervisor_script], pid_file)
