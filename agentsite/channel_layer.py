@@ -11,6 +11,7 @@ any gap in seqs from the database.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
@@ -18,12 +19,15 @@ import redis
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, _wrap_close
 from channels_redis.utils import _consistent_hash, decode_hosts
 from redis.backoff import NoBackoff
+from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 DEFAULT_CAPACITY = 5000
 # A blocking PUBLISH that Redis has not answered by then fails (and is not retried): its
 # caller is a worker between two reads of its CLI's output, or a request.
 BLOCKING_PUBLISH_TIMEOUT_S = 5.0
+# Replies a publisher may leave unread before it waits for them.
+MAX_UNREAD_REPLIES = 64
 
 
 class DropOldestQueue(asyncio.Queue[Any]):
@@ -57,24 +61,26 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._blocking: list[redis.Redis] | None = None
+        self._blocking: list[Publisher] | None = None
         self._blocking_lock = threading.Lock()
 
     def group_send_blocking(self, group: str, message: dict[str, Any]) -> None:
         """group_send for sync code, in the calling thread: the same PUBLISH on the same
-        channel, over a plain blocking connection. Sync code otherwise hands the send to
-        an event loop's thread and waits for it: two thread switches per push, which cost
-        more than the PUBLISH itself, and under load each waited for a CPU."""
+        channel, over a plain blocking connection (see Publisher). Sync code otherwise
+        hands the send to an event loop's thread and waits for it: two thread switches
+        per push, which cost more than the PUBLISH itself, and under load each waited
+        for a CPU."""
         channel = f"{self._kwargs.get('prefix', 'asgi')}__group__{group}"
-        clients = self._blocking_clients()
-        client = clients[_consistent_hash(channel, len(clients))]
-        client.publish(channel, self.serialize(message))
+        publishers = self._publishers()
+        publisher = publishers[_consistent_hash(channel, len(publishers))]
+        publisher.publish(channel, self.serialize(message))
 
-    def _blocking_clients(self) -> list[redis.Redis]:
+    def _publishers(self) -> list[Publisher]:
         with self._blocking_lock:
-            if self._blocking is None:  # redis-py's pools reconnect by themselves after a fork
+            if self._blocking is None:
                 self._blocking = [
-                    _blocking_client(host) for host in decode_hosts(self._kwargs.get("hosts"))
+                    Publisher(_blocking_client(host))
+                    for host in decode_hosts(self._kwargs.get("hosts"))
                 ]
             return self._blocking
 
@@ -86,6 +92,53 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
             self._layers[loop] = layer
             _wrap_close(self, loop)
         return layer
+
+
+class Publisher:
+    """PUBLISH over one connection of its own without waiting for each reply: a reply
+    costs the sender a sleep and a wake-up, more than the send. Replies are read when
+    they are there by the next send, and waited for once MAX_UNREAD_REPLIES are unread
+    (so a Redis that stops answering still fails a send, after the socket timeout).
+    Any failure drops the connection; the next send opens a new one."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._connection: AbstractConnection | None = None
+        self._pid = 0
+        self._unread = 0
+        self._lock = threading.Lock()
+
+    def publish(self, channel: str, data: bytes) -> None:
+        with self._lock:
+            try:
+                connection = self._connected()
+                self._read_replies(connection)
+                # No health-check PING: its answer would be read as a PUBLISH's.
+                connection.send_command("PUBLISH", channel, data, check_health=False)
+                self._unread += 1
+            except BaseException:
+                self._drop()
+                raise
+
+    def _connected(self) -> AbstractConnection:
+        if self._connection is None or self._pid != os.getpid():
+            # A forked child must not write into its parent's socket.
+            self._connection = self._pool.make_connection()
+            self._pid = os.getpid()
+            self._unread = 0
+        return self._connection
+
+    def _read_replies(self, connection: AbstractConnection) -> None:
+        while self._unread and (
+            self._unread >= MAX_UNREAD_REPLIES or connection.can_read(timeout=0)
+        ):
+            connection.read_response()
+            self._unread -= 1
+
+    def _drop(self) -> None:
+        if self._connection is not None and self._pid == os.getpid():
+            self._connection.disconnect()
+        self._connection = None
 
 
 def _blocking_client(host: dict[str, Any]) -> redis.Redis:

@@ -232,6 +232,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# No results are kept, so Celery's "disabled" backend holds no state: one per process,
+# not one per thread (every send_task asks for it, and Django runs each ASGI request in a
+# thread of its own, so each request that enqueued a job built one).
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_SEND_TASK_EVENTS = True

@@ -48,16 +48,30 @@ def workers_processes(pids: list[int]) -> list[int]:
     return [process for pid in pids for process in worker_processes(pid)]
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU time of these processes (not of their children)."""
-    total = 0
+def cpu_times(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of these processes (not of their children)."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds every core spent busy (not idle, not waiting for I/O) since boot."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(value) for value in fields]
+    idle, iowait = ticks[3], ticks[4]
+    return (sum(ticks[:8]) - idle - iowait) / CLOCK_TICKS
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of these processes (not of their children)."""
+    return sum(cpu_times(pids))
 
 
 def _kib(path: Path, field: str) -> int:
@@ -90,17 +104,24 @@ class CpuMeter:
     def _sample(self) -> dict[str, float]:
         import time
 
+        worker_user, worker_system = cpu_times(workers_processes(self.worker_pids))
         return {
             "wall_s": time.monotonic(),
             "web_cpu_s": cpu_seconds([self.web_pid]),
-            "worker_cpu_s": cpu_seconds(workers_processes(self.worker_pids)),
+            "worker_cpu_s": worker_user + worker_system,
+            "worker_system_cpu_s": worker_system,
             "bench_cpu_s": cpu_seconds([os.getpid()]),
+            "machine_cpu_s": machine_cpu_seconds(),
         }
 
     def start(self) -> None:
         self._start = self._sample()
 
+    def lap(self) -> dict[str, float]:
+        """What was used since `start()`, without stopping."""
+        now = self._sample()
+        return {k: round(now[k] - self._start[k], 3) for k in now}
+
     def stop(self) -> dict[str, float]:
-        end = self._sample()
-        self.used = {k: round(end[k] - self._start[k], 3) for k in end}
+        self.used = self.lap()
         return self.used

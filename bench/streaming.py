@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,21 @@ START_TIMEOUT_S = 120.0
 WEB_AND_BENCH_CONNECTIONS = 25
 
 
+# The mid-stream window ends when every stream has this share of its lines: before
+# any stream's last line, so no task's end (or start: they are held at their init line)
+# falls in it.
+MIDWAY_SHARE = 0.75
+
+
 @dataclass
 class StreamRun:
     watches: list[Watch]
     tasks: list[Any]
     cpu: dict[str, float]  # CPU seconds of web, worker, bench client from release to end
+    # The same from release until every stream had MIDWAY_SHARE of its lines, and the
+    # deltas the clients had received by then.
+    cpu_midway: dict[str, float] = field(default_factory=dict)
+    deltas_midway: int = 0
 
 
 def stream_tasks(
@@ -67,13 +77,27 @@ def stream_tasks(
         followed = [task_id for task_id in ids for _ in range(clients_per_task)]
         timeout_s = lines * interval_ms / 1000 + 60
         meter = CpuMeter(services.web.pid, services.worker_pids)
+        midway: dict[str, Any] = {}
+
+        def at_midway(deltas: int) -> None:
+            midway.update(cpu=meter.lap(), deltas=deltas)
+
         watches = run_loop(
-            watch_tasks(services.web_url, ctx.token, followed, go_file, timeout_s, meter.start)
+            watch_tasks(
+                services.web_url,
+                ctx.token,
+                followed,
+                go_file,
+                timeout_s,
+                meter.start,
+                (int(lines * MIDWAY_SHARE), at_midway),
+            )
         )
         cpu = meter.stop()
     finally:
         go_file.touch()  # on failure too: no CLI is left waiting
-    return StreamRun(watches, db.finished_tasks(ids, 60), cpu)
+    tasks_done = db.finished_tasks(ids, 60)
+    return StreamRun(watches, tasks_done, cpu, midway.get("cpu", {}), midway.get("deltas", 0))
 
 
 def incomplete(watches: list[Watch], tasks: list[Any]) -> int:
@@ -97,18 +121,34 @@ def p99_by_fifth(watches: list[Watch], lines: int) -> list[float]:
 
 def efficiency_figures(label: str, streamed: StreamRun, deltas: int) -> list[Figure]:
     """Worker CPU (main and pool processes, from /proc) per streamed line, and the rows
-    the text deltas became."""
+    the text deltas became.
+
+    The goal is for a line: measured mid-stream (from the release until every stream
+    has MIDWAY_SHARE of its lines), where only lines are handled. Over the whole run the
+    same CPU also holds each task's end (its CLI's exit, the sandbox's teardown, keeping
+    the work, the final transition), which `throughput` measures per task; that figure
+    is shown beside it, without a goal.
+    """
     rows = db.text_delta_rows([task.pk for task in streamed.tasks])
-    cpu_ms = streamed.cpu["worker_cpu_s"] * 1000 / deltas
+    whole_ms = streamed.cpu["worker_cpu_s"] * 1000 / deltas
+    if not streamed.deltas_midway:
+        raise RuntimeError("the streams never reached their mid-stream mark")
+    line_ms = streamed.cpu_midway["worker_cpu_s"] * 1000 / streamed.deltas_midway
     rows_per_1000 = rows * 1000 / deltas
     return [
         Figure(
-            f"{label}: worker CPU per streamed line",
-            cpu_ms,
+            f"{label}: worker CPU per streamed line, mid-stream",
+            line_ms,
             None,
             "ms",
             goal=f"≤ {GOAL_CPU_PER_LINE_MS:g} ms",
-            met=cpu_ms <= GOAL_CPU_PER_LINE_MS,
+            met=line_ms <= GOAL_CPU_PER_LINE_MS,
+        ),
+        Figure(
+            f"{label}: worker CPU per streamed line, whole tasks (with their ends)",
+            whole_ms,
+            None,
+            "ms",
         ),
         Figure(
             f"{label}: rows stored per 1,000 text deltas",
@@ -194,6 +234,8 @@ def run(ctx: Context) -> BenchResult:
                 "p99_ms_by_fifth_of_the_stream": p99_by_fifth(watches, lines),
                 "redis_pubsub_ms": base,
                 "cpu_during_stream": streamed.cpu,
+                "cpu_mid_stream": streamed.cpu_midway,
+                "deltas_mid_stream": streamed.deltas_midway,
                 "text_delta_rows": db.text_delta_rows([task.pk for task in tasks]),
             }
     return BenchResult(NAME, figures, raw)

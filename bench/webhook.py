@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench import db
 from bench.context import Context
 from bench.httpclient import Answer, Endpoint, build_request, exchange
+from bench.procstat import CpuMeter
 from bench.report import BenchResult, Figure
 from bench.stats import summarize_ms
 from tests.live import wait_until
@@ -59,25 +61,45 @@ def run_burst(endpoint: Endpoint, requests: list[bytes], expected: int) -> list[
     return [a.seconds for a in answers]
 
 
-def measure(ctx: Context, web_processes: int) -> tuple[list[float], list[float]]:
-    """(webhook, healthz) answer times in seconds, warm-up bursts left out."""
+@dataclass
+class Measured:
+    hooks: list[float] = field(default_factory=list)  # answer times, seconds
+    health: list[float] = field(default_factory=list)
+    # CPU seconds from the first request of a burst until its jobs are drained, summed
+    # over the measured bursts of each kind: web and worker (main and pool processes).
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add_cpu(self, kind: str, used: dict[str, float]) -> None:
+        total = self.cpu.setdefault(kind, {})
+        for key, value in used.items():
+            total[key] = round(total.get(key, 0.0) + value, 3)
+
+
+def measure(ctx: Context, web_processes: int) -> Measured:
+    """Answer times and CPU of the measured bursts (warm-up bursts left out)."""
     sizes = ctx.sizes
-    hooks: list[float] = []
-    health: list[float] = []
+    measured = Measured()
     name = f"bench-webhook-{web_processes}"
     with ctx.services(name, concurrency=4, web_processes=web_processes) as services:
         endpoint = services.endpoint
+        meter = CpuMeter(services.web.pid, services.worker_pids)
         for round_no in range(sizes.webhook_warmup_bursts + sizes.webhook_bursts):
+            meter.start()
             health_times = run_burst(
                 endpoint, health_requests(endpoint, sizes.webhook_concurrency), 200
             )
+            health_cpu = meter.stop()
+            meter.start()
             hook_times = run_burst(
                 endpoint, delivery_requests(endpoint, sizes.webhook_concurrency), 202
             )
+            hook_cpu = meter.stop()
             if round_no >= sizes.webhook_warmup_bursts:
-                health.extend(health_times)
-                hooks.extend(hook_times)
-    return hooks, health
+                measured.health.extend(health_times)
+                measured.hooks.extend(hook_times)
+                measured.add_cpu("healthz", health_cpu)
+                measured.add_cpu("webhook", hook_cpu)
+    return measured
 
 
 def run(ctx: Context) -> BenchResult:
@@ -87,8 +109,8 @@ def run(ctx: Context) -> BenchResult:
     raw: dict[str, Any] = {"concurrency": n, "bursts": ctx.sizes.webhook_bursts}
     # One web process is the default; one per core is how a busy site would run it.
     for web_processes in sorted({1, os.cpu_count() or 1}):
-        hooks, health = measure(ctx, web_processes)
-        hook, base = summarize_ms(hooks), summarize_ms(health)
+        measured = measure(ctx, web_processes)
+        hook, base = summarize_ms(measured.hooks), summarize_ms(measured.health)
         noun = "process" if web_processes == 1 else "processes"
         label = f"webhook: {n} concurrent signed deliveries, {web_processes} web {noun}"
         figures += [
@@ -102,5 +124,9 @@ def run(ctx: Context) -> BenchResult:
                 met=hook.p99 < GOAL_P99_MS,
             ),
         ]
-        raw[f"web_processes_{web_processes}"] = {"webhook_ms": hook, "healthz_ms": base}
+        raw[f"web_processes_{web_processes}"] = {
+            "webhook_ms": hook,
+            "healthz_ms": base,
+            "cpu_s_of_the_bursts": measured.cpu,
+        }
     return BenchResult(NAME, figures, raw)

@@ -23,6 +23,7 @@ from bench.fake_cli import parse_delta_texts
 T = TypeVar("T")
 CONNECT_CONCURRENCY = 50
 READY_TIMEOUT_S = 120.0
+MIDWAY_POLL_S = 0.005
 
 
 def run_loop(coro: Coroutine[Any, Any, T]) -> T:
@@ -109,6 +110,14 @@ async def _until_ready(watches: list[Watch], runners: list[asyncio.Task[None]]) 
         await asyncio.sleep(0.01)
 
 
+async def _at_midway(watches: list[Watch], deltas: int, callback: Callable[[int], None]) -> None:
+    while any(len(w.by_index) < deltas for w in watches):
+        if all(w.ended is not None for w in watches):
+            return  # some stream ended short: the watches show it
+        await asyncio.sleep(MIDWAY_POLL_S)
+    callback(sum(len(w.by_index) for w in watches))
+
+
 async def watch_tasks(
     web_url: str,
     token: str,
@@ -116,10 +125,12 @@ async def watch_tasks(
     go_file: Path,
     timeout_s: float,
     on_release: Callable[[], None] | None = None,
+    midway: tuple[int, Callable[[int], None]] | None = None,
 ) -> list[Watch]:
     """One socket per id; once all replayed their task's init event, `go_file` releases
     the CLIs (`on_release` runs just before), and every socket is read until the server
-    closes it."""
+    closes it. `midway` (n, callback): once every socket has n deltas, callback gets the
+    number of deltas all sockets have by then."""
     watches = [Watch(task_id) for task_id in task_ids]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     runners = [asyncio.create_task(follow(web_url, token, w, gate)) for w in watches]
@@ -128,6 +139,8 @@ async def watch_tasks(
         if on_release is not None:
             on_release()
         go_file.touch()
+        if midway is not None:
+            runners.append(asyncio.create_task(_at_midway(watches, *midway)))
         async with asyncio.timeout(timeout_s):
             await asyncio.gather(*runners)
     finally:

@@ -33,7 +33,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from redis.exceptions import RedisError
 
 from agentsite import telemetry
-from cli_exec.sandbox.network import upstream_tls
+from cli_exec.tls import client_tls
 from tasks_app.services import draining, sandboxing
 from tasks_app.services.cli_binary import CliUnavailable, cli_version
 from tasks_app.services.dispatch import AGENT_QUEUE
@@ -72,10 +72,11 @@ def trace_jobs_in_threads(sender: Any, **_: Any) -> None:
 
 
 @worker_init.connect
-def prepare_upstream_tls(**_: Any) -> None:
-    # Before the pool is forked: every pool process's model gateway shares this one.
-    if sandboxing.sandbox_on():
-        upstream_tls()
+def prepare_tls(**_: Any) -> None:
+    # Before the pool is forked: every pool process's GitHub clients and model gateway
+    # share these.
+    client_tls(trust_env=True)
+    client_tls(trust_env=False)
 
 
 @task_prerun.connect

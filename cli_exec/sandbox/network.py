@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
-import ssl
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import certifi
 import httpx
 
 from cli_exec.sandbox.egress import MAX_HEAD_BYTES, EgressPolicy, EgressProxy
 from cli_exec.sandbox.gateway import ModelCredential, RunGateway, new_run_token
+from cli_exec.tls import client_tls
 
 T = TypeVar("T")
 MODEL_SOCKET = "model.sock"
@@ -57,7 +55,10 @@ class SandboxNetwork:
         # the CLI's own timeouts and the run's idle limit bound it.
         timeout = httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0)
         return httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=False, verify=upstream_tls()
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            verify=client_tls(trust_env=False),
         )
 
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -117,14 +118,6 @@ class SandboxNetwork:
             server.close()
         run.gateway.close()
         run.proxy.close()
-
-
-@functools.cache
-def upstream_tls() -> ssl.SSLContext:
-    """TLS to the model API (certifi's roots, as httpx's default), made once: loading the
-    roots costs tens of milliseconds, and a worker's pool processes share one context
-    made before they were forked (prepare_upstream_tls) instead of each loading its own."""
-    return ssl.create_default_context(cafile=certifi.where())
 
 
 _NETWORK: tuple[int, SandboxNetwork] | None = None

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from cli_exec.tls import client_tls
+
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
 
 
@@ -104,6 +106,7 @@ class GitHubClient:
             base_url=base_url or settings.GITHUB_API_URL,
             headers=headers,
             timeout=settings.GITHUB_API_TIMEOUT_S,
+            verify=client_tls(trust_env=True),  # httpx's default, without loading it anew
         )
 
     def __enter__(self) -> GitHubClient:

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
+from tasks_app import selectors
 from tasks_app.models import GitHubRepository
 
 # (event, action) pairs that may start a task, and where their text lives.
@@ -61,7 +62,7 @@ def _author_refusal(user: dict[str, Any], sender: dict[str, Any]) -> str | None:
 
 
 def _registered(full_name: str) -> GitHubRepository:
-    repository = GitHubRepository.objects.filter(full_name__iexact=full_name).first()
+    repository = selectors.repository_by_name(full_name)
     if repository is None:
         raise NotATrigger("repository not registered")
     if not repository.enabled:

@@ -4,12 +4,16 @@ nothing kept for a channel that is gone."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import uuid
 
 import pytest
 from django.conf import settings
+from redis.exceptions import RedisError
 
-from agentsite.channel_layer import BoundedPubSubChannelLayer, DropOldestQueue
+from agentsite import channel_layer
+from agentsite.channel_layer import MAX_UNREAD_REPLIES, BoundedPubSubChannelLayer, DropOldestQueue
 from tests.channel_layers import subscribed
 from tests.fakes.tcp_proxy import ProxyMode, TcpProxy
 from tests.tasks_app.engine.outages import redis_address
@@ -99,6 +103,93 @@ def test_a_blocking_send_from_sync_code_reaches_the_group_in_order():
 
     got = asyncio.run(scenario())
     assert got == [{"type": "task.events", "n": n} for n in range(20)]
+
+
+def test_a_blocking_sender_reads_its_replies_as_they_come():
+    """It does not wait for each PUBLISH's answer, but neither does it let them pile up:
+    a long run of sends reaches the group whole and in order, with few answers unread."""
+    count = 3 * MAX_UNREAD_REPLIES
+
+    async def scenario() -> tuple[list[int], int]:
+        bounded = layer(capacity=count + 10)
+        member = await bounded.new_channel()
+        await bounded.group_add("task.5", member)
+        await subscribed(bounded, bounded, "task.5", member)
+
+        def from_a_worker_thread() -> None:
+            for n in range(count):
+                bounded.group_send_blocking("task.5", {"type": "task.events", "n": n})
+
+        await asyncio.to_thread(from_a_worker_thread)
+        got = [(await asyncio.wait_for(bounded.receive(member), 5))["n"] for _ in range(count)]
+        unread = bounded._publishers()[0]._unread
+        await bounded.flush()
+        return got, unread
+
+    got, unread = asyncio.run(scenario())
+    assert got == list(range(count))
+    assert unread <= MAX_UNREAD_REPLIES
+
+
+def test_a_blocking_send_fails_once_redis_stops_answering_then_reconnects(monkeypatch):
+    """Sends are not each answered, so a silent Redis is noticed when the unread answers
+    reach the bound and the socket timeout passes; the send after that reconnects."""
+    monkeypatch.setattr(channel_layer, "BLOCKING_PUBLISH_TIMEOUT_S", 0.5)
+    host, port = redis_address(settings.REDIS_URL)
+    with TcpProxy(host, port, name="publish-proxy") as proxy:
+        prefix = f"test-layer-{uuid.uuid4().hex[:8]}"
+        sender = BoundedPubSubChannelLayer(hosts=[proxy.url(settings.REDIS_URL)], prefix=prefix)
+        sender.group_send_blocking("task.6", {"type": "task.events", "n": 0})
+        proxy.set_mode(ProxyMode.BLACKHOLE)
+        with pytest.raises(RedisError):
+            for n in range(2 * MAX_UNREAD_REPLIES):
+                sender.group_send_blocking("task.6", {"type": "task.events", "n": n})
+        proxy.set_mode(ProxyMode.PASS)
+
+        async def heard_again() -> bool:
+            receiver = BoundedPubSubChannelLayer(hosts=[settings.REDIS_URL], prefix=prefix)
+            member = await receiver.new_channel()
+            await receiver.group_add("task.6", member)
+            await subscribed(receiver, receiver, "task.6", member)
+            await asyncio.to_thread(
+                sender.group_send_blocking, "task.6", {"type": "task.events", "n": 99}
+            )
+            got = await asyncio.wait_for(receiver.receive(member), 5)
+            await receiver.flush()
+            return got["n"] == 99
+
+        assert asyncio.run(heard_again())
+
+
+def test_a_forked_child_publishes_on_a_connection_of_its_own():
+    """A prefork pool process must not write into its parent's socket: both would
+    interleave commands and read each other's answers."""
+    prefix = f"test-layer-{uuid.uuid4().hex[:8]}"
+    sender = BoundedPubSubChannelLayer(hosts=[settings.REDIS_URL], prefix=prefix)
+    sender.group_send_blocking("task.7", {"type": "task.events", "n": 0})
+    parent_connection = sender._publishers()[0]._connection
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report whether it got a connection of its own, then go
+        try:
+            sender.group_send_blocking("task.7", {"type": "task.events", "n": 1})
+            own = sender._publishers()[0]._connection is not parent_connection
+            del parent_connection  # what a pool process does with it: drop it
+            gc.collect()
+            os.write(write_end, b"own" if own else b"shared")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        answer = os.read(read_end, 16)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    assert answer == b"own"
+    # The parent's connection is untouched and still answers.
+    for n in range(2 * MAX_UNREAD_REPLIES):
+        sender.group_send_blocking("task.7", {"type": "task.events", "n": n})
+    assert sender._publishers()[0]._connection is parent_connection
 
 
 @pytest.mark.parametrize("shape", [ProxyMode.REFUSE, ProxyMode.BLACKHOLE])

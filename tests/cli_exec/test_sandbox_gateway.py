@@ -16,7 +16,8 @@ from structlog.testing import capture_logs
 
 from cli_exec.sandbox.egress import EgressPolicy
 from cli_exec.sandbox.gateway import MAX_REQUEST_BYTES, ModelCredential
-from cli_exec.sandbox.network import MODEL_SOCKET, RunNetwork, SandboxNetwork, upstream_tls
+from cli_exec.sandbox.network import MODEL_SOCKET, RunNetwork, SandboxNetwork
+from cli_exec.tls import client_tls
 from tests.fakes.anthropic_api import FakeAnthropic, Hang, Text
 from tests.live import free_port
 
@@ -291,7 +292,7 @@ def test_gateway_unreachable_upstream_answers_502_api_error(open_gateway, run_di
 
 
 def test_the_model_api_is_reached_over_verified_tls_from_one_shared_context():
-    context = upstream_tls()
-    assert context is upstream_tls()  # made once, before a worker forks its pool
+    context = client_tls(trust_env=False)
+    assert context is client_tls(trust_env=False)  # made once, before a worker forks
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
     assert context.cert_store_stats()["x509_ca"] > 0
