@@ -91,8 +91,11 @@ class Context:
         worker_env: dict[str, str] | None = None,
         web_processes: int = 1,
         env: dict[str, str] | None = None,
+        worker_processes: int | None = None,
     ) -> AbstractContextManager[Services]:
         """A fresh web server and worker for one benchmark (see Stack.services)."""
         if self.stack is None:
             raise RuntimeError("this benchmark needs the stack")
-        return self.stack.services(name, concurrency, worker_env, web_processes, env)
+        return self.stack.services(
+            name, concurrency, worker_env, web_processes, env, worker_processes
+        )

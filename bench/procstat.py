@@ -69,6 +69,19 @@ def machine_cpu_seconds() -> float:
     return (sum(ticks[:8]) - idle - iowait) / CLOCK_TICKS
 
 
+def reaped_children_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of the exited and reaped descendants of these processes (their CLIs,
+    sandboxes and git, each level reaping the one below it)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return total / CLOCK_TICKS
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time of these processes (not of their children)."""
     return sum(cpu_times(pids))
@@ -104,12 +117,14 @@ class CpuMeter:
     def _sample(self) -> dict[str, float]:
         import time
 
-        worker_user, worker_system = cpu_times(workers_processes(self.worker_pids))
+        workers = workers_processes(self.worker_pids)
+        worker_user, worker_system = cpu_times(workers)
         return {
             "wall_s": time.monotonic(),
             "web_cpu_s": cpu_seconds([self.web_pid]),
             "worker_cpu_s": worker_user + worker_system,
             "worker_system_cpu_s": worker_system,
+            "worker_children_cpu_s": reaped_children_cpu_seconds(workers),
             "bench_cpu_s": cpu_seconds([os.getpid()]),
             "machine_cpu_s": machine_cpu_seconds(),
         }

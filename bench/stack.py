@@ -287,15 +287,16 @@ class Stack:
         worker_env: dict[str, str] | None = None,
         web_processes: int = 1,
         env: dict[str, str] | None = None,
+        processes: int | None = None,
     ) -> Iterator[Services]:
         """The Procfile's web with WEB_CONCURRENCY=web_processes, and its worker (or
-        BENCH_WORKER_PROCESSES of them sharing `concurrency` slots, each its own node
-        name), all with `env` added to the stack's; all answer (healthz, ping) before
-        this yields."""
+        `processes` of them, by default BENCH_WORKER_PROCESSES, sharing `concurrency`
+        slots, each its own node name), all with `env` added to the stack's; all answer
+        (healthz, ping) before this yields."""
         from agentsite.celery import app
         from tests.live import http_ok, procfile_argv, wait_until
 
-        processes = worker_processes()
+        processes = processes or worker_processes()
         if concurrency % processes:
             raise ValueError(f"{concurrency} slots do not split over {processes} workers")
         port = pick_port()

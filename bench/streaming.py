@@ -6,7 +6,10 @@ Each task has one client on /ws/tasks/<id>/. Measured per delta: the time the CL
 into it to the time the client coroutine got it (through pipe, CliRun, the database,
 the channel layer and the consumer). Baseline: Redis PUBLISH → SUBSCRIBE of the same
 number of messages per channel at the same pace (the floor of any cross-process push).
-A short stream runs first as warm-up.
+A short stream runs first as warm-up. With the default prefork pool, the N streams run
+again on the threads pool with a worker per core (docs/deploy.md's layout for many
+slots), side by side. Worker CPU per line is read from /proc mid-stream, where only lines
+are handled (see efficiency_figures).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from bench.context import Context
 from bench.httpclient import post_tasks
 from bench.procstat import CpuMeter
 from bench.report import BenchResult, Figure
-from bench.stack import Services, one_connection_per_slot
+from bench.stack import Services, one_connection_per_slot, worker_pool
 from bench.stats import Summary, summarize_ms
 from bench.ws import Watch, redis_round_trips, run_loop, watch_tasks
 
@@ -37,6 +40,7 @@ GOAL_ROWS_PER_1000 = 50.0
 START_TIMEOUT_S = 120.0
 # Web's pool (DATABASE_POOL_MAX_SIZE, 20), the worker's main process, the bench itself.
 WEB_AND_BENCH_CONNECTIONS = 25
+THREADS_LAYOUT = "threads pool, a worker per core"
 
 
 # The mid-stream window ends when every stream has this share of its lines: before
@@ -183,59 +187,82 @@ def _figures(label: str, value: Summary, base: Summary, goals: tuple[float, floa
     ]
 
 
+@dataclass(frozen=True)
+class Plan:
+    streams: int
+    lines: int
+    interval_ms: float
+
+
+WARM_UP = {"tasks": 1, "clients_per_task": 1, "lines": 10, "interval_ms": 20.0}
+
+
+def measure_plan(
+    ctx: Context, services: Services, plan: Plan, layout: str = ""
+) -> tuple[list[Figure], dict[str, Any]]:
+    """Figures and raw numbers of `plan`'s streams on `services` (`layout` names a
+    worker layout other than the default one)."""
+    streams, lines, interval_ms = plan.streams, plan.lines, plan.interval_ms
+    streamed = stream_tasks(
+        ctx, services, tasks=streams, clients_per_task=1, lines=lines, interval_ms=interval_ms
+    )
+    watches, tasks = streamed.watches, streamed.tasks
+    baseline = run_loop(redis_round_trips(os.environ["REDIS_URL"], streams, lines, interval_ms))
+    value, base = summarize_ms(latencies(watches)), summarize_ms(baseline)
+    expected = streams * lines
+    if value.count != expected or incomplete(watches, tasks):
+        raise RuntimeError(
+            f"{streams} streams: {value.count}/{expected} deltas received, "
+            f"{incomplete(watches, tasks)} incomplete streams"
+        )
+    noun = "stream" if streams == 1 else "streams"
+    on = f", {layout}" if layout else ""
+    label = f"CLI line → WS client, {streams} {noun} ({1000 / interval_ms:g} lines/s each){on}"
+    goals = (GOAL_P50_MS, GOAL_P99_MS) if streams == 1 else (GOAL_MULTI_P50_MS, GOAL_MULTI_P99_MS)
+    figures = _figures(label, value, base, goals)
+    if streams > 1:
+        figures += efficiency_figures(f"{streams} streams{on}", streamed, expected)
+    raw = {
+        "lines_per_stream": lines,
+        "interval_ms": interval_ms,
+        "latency_ms": value,
+        "p99_ms_by_fifth_of_the_stream": p99_by_fifth(watches, lines),
+        "redis_pubsub_ms": base,
+        "cpu_during_stream": streamed.cpu,
+        "cpu_mid_stream": streamed.cpu_midway,
+        "deltas_mid_stream": streamed.deltas_midway,
+        "text_delta_rows": db.text_delta_rows([task.pk for task in tasks]),
+    }
+    return figures, raw
+
+
 def run(ctx: Context) -> BenchResult:
     sizes = ctx.sizes
-    plans = [
-        (1, sizes.stream_lines_single, sizes.stream_interval_single_ms),
-        (sizes.streams_multi, sizes.stream_lines_multi, sizes.stream_interval_multi_ms),
-    ]
+    single = Plan(1, sizes.stream_lines_single, sizes.stream_interval_single_ms)
+    multi = Plan(sizes.streams_multi, sizes.stream_lines_multi, sizes.stream_interval_multi_ms)
     figures: list[Figure] = []
     raw: dict[str, Any] = {}
-    concurrency = max(4, sizes.streams_multi)
+    concurrency = max(4, multi.streams)
     # Fail clearly, not by timing out, when PostgreSQL cannot take one connection per
     # pool process (see one_connection_per_slot).
     db.require_free_connections(concurrency + WEB_AND_BENCH_CONNECTIONS)
-    redis_url = os.environ["REDIS_URL"]
     with ctx.services("bench-stream", concurrency, one_connection_per_slot()) as services:
-        warm_up = {"tasks": 1, "clients_per_task": 1, "lines": 10, "interval_ms": 20.0}
-        stream_tasks(ctx, services, **warm_up)
-        for streams, lines, interval_ms in plans:
-            streamed = stream_tasks(
-                ctx,
-                services,
-                tasks=streams,
-                clients_per_task=1,
-                lines=lines,
-                interval_ms=interval_ms,
+        stream_tasks(ctx, services, **WARM_UP)
+        for plan in (single, multi):
+            plan_figures, raw[f"streams_{plan.streams}"] = measure_plan(ctx, services, plan)
+            figures += plan_figures
+    # The layout docs/deploy.md gives many slots: a threads worker per core, beside
+    # the default prefork pool's figures.
+    cores = os.cpu_count() or 1
+    if worker_pool() == "prefork" and multi.streams % cores == 0:
+        layout = THREADS_LAYOUT
+        threads = {"AGENT_WORKER_POOL": "threads"}
+        with ctx.services(
+            "bench-stream-threads", multi.streams, threads, worker_processes=cores
+        ) as services:
+            stream_tasks(ctx, services, **WARM_UP)
+            plan_figures, raw[f"streams_{multi.streams}_threads"] = measure_plan(
+                ctx, services, multi, layout
             )
-            watches, tasks = streamed.watches, streamed.tasks
-            baseline = run_loop(redis_round_trips(redis_url, streams, lines, interval_ms))
-            value, base = summarize_ms(latencies(watches)), summarize_ms(baseline)
-            expected = streams * lines
-            if value.count != expected or incomplete(watches, tasks):
-                raise RuntimeError(
-                    f"{streams} streams: {value.count}/{expected} deltas received, "
-                    f"{incomplete(watches, tasks)} incomplete streams"
-                )
-            noun = "stream" if streams == 1 else "streams"
-            label = f"CLI line → WS client, {streams} {noun} ({1000 / interval_ms:g} lines/s each)"
-            goals = (
-                (GOAL_P50_MS, GOAL_P99_MS)
-                if streams == 1
-                else (GOAL_MULTI_P50_MS, GOAL_MULTI_P99_MS)
-            )
-            figures += _figures(label, value, base, goals)
-            if streams > 1:
-                figures += efficiency_figures(f"{streams} streams", streamed, expected)
-            raw[f"streams_{streams}"] = {
-                "lines_per_stream": lines,
-                "interval_ms": interval_ms,
-                "latency_ms": value,
-                "p99_ms_by_fifth_of_the_stream": p99_by_fifth(watches, lines),
-                "redis_pubsub_ms": base,
-                "cpu_during_stream": streamed.cpu,
-                "cpu_mid_stream": streamed.cpu_midway,
-                "deltas_mid_stream": streamed.deltas_midway,
-                "text_delta_rows": db.text_delta_rows([task.pk for task in tasks]),
-            }
+            figures += plan_figures
     return BenchResult(NAME, figures, raw)
