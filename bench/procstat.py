@@ -82,6 +82,19 @@ def reaped_children_cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def named_processes(name: str) -> list[int]:
+    """The pids of the running processes whose command name is `name`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time of these processes (not of their children)."""
     return sum(cpu_times(pids))
@@ -127,6 +140,10 @@ class CpuMeter:
             "worker_children_cpu_s": reaped_children_cpu_seconds(workers),
             "bench_cpu_s": cpu_seconds([os.getpid()]),
             "machine_cpu_s": machine_cpu_seconds(),
+            # The server's processes running now (those that exit between two samples
+            # are not counted): what the statements of a run cost PostgreSQL.
+            "postgres_cpu_s": cpu_seconds(named_processes("postgres")),
+            "redis_cpu_s": cpu_seconds(named_processes("redis-server")),
         }
 
     def start(self) -> None:
