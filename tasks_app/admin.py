@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -32,6 +33,9 @@ RECENT_EVENTS_SHOWN = 20
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    # Pull request links are https; Django 6 assumes so for a scheme-less URL (5.x warns).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
