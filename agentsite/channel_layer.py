@@ -23,8 +23,9 @@ from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 DEFAULT_CAPACITY = 5000
-# A blocking PUBLISH that Redis has not answered by then fails (and is not retried): its
-# caller is a worker between two reads of its CLI's output, or a request.
+# A publisher's send, or its wait for the answers it left unread, fails when Redis has
+# not taken it by then (and is not retried): its caller is a worker between two reads of
+# its CLI's output, or a request.
 BLOCKING_PUBLISH_TIMEOUT_S = 5.0
 # Replies a publisher may leave unread before it waits for them.
 MAX_UNREAD_REPLIES = 64
@@ -61,8 +62,8 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._blocking: list[Publisher] | None = None
-        self._blocking_lock = threading.Lock()
+        self._publishers_by_host: list[Publisher] | None = None
+        self._publishers_lock = threading.Lock()
 
     def group_send_blocking(self, group: str, message: dict[str, Any]) -> None:
         """group_send for sync code, in the calling thread: the same PUBLISH on the same
@@ -76,13 +77,13 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
         publisher.publish(channel, self.serialize(message))
 
     def _publishers(self) -> list[Publisher]:
-        with self._blocking_lock:
-            if self._blocking is None:
-                self._blocking = [
-                    Publisher(_blocking_client(host))
+        with self._publishers_lock:
+            if self._publishers_by_host is None:
+                self._publishers_by_host = [
+                    Publisher(_publisher_pool(host))
                     for host in decode_hosts(self._kwargs.get("hosts"))
                 ]
-            return self._blocking
+            return self._publishers_by_host
 
     def _get_layer(self) -> RedisPubSubLoopLayer:
         loop = asyncio.get_running_loop()
@@ -101,8 +102,8 @@ class Publisher:
     (so a Redis that stops answering still fails a send, after the socket timeout).
     Any failure drops the connection; the next send opens a new one."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._pool = client.connection_pool
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self._pool = pool
         self._connection: AbstractConnection | None = None
         self._pid = 0
         self._unread = 0
@@ -141,7 +142,8 @@ class Publisher:
         self._connection = None
 
 
-def _blocking_client(host: dict[str, Any]) -> redis.Redis:
+def _publisher_pool(host: dict[str, Any]) -> redis.ConnectionPool:
+    """Where a Publisher gets its connection: the host's options, our timeout, no retry."""
     options = {name: value for name, value in host.items() if name != "address"}
     options.update(socket_timeout=BLOCKING_PUBLISH_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
-    return redis.Redis.from_url(host["address"], **options)
+    return redis.ConnectionPool.from_url(host["address"], **options)
