@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +49,33 @@ def workers_processes(pids: list[int]) -> list[int]:
     return [process for pid in pids for process in worker_processes(pid)]
 
 
-def cpu_times(pids: list[int]) -> tuple[float, float]:
-    """(user, system) CPU seconds of these processes (not of their children)."""
-    user = system = 0
+@dataclass(frozen=True)
+class CpuTimes:
+    """CPU seconds of some processes: their own (user, system) and their exited and
+    reaped descendants' (their CLIs, sandboxes and git, each level reaping the one below
+    it)."""
+
+    user: float = 0.0
+    system: float = 0.0
+    reaped_children: float = 0.0
+
+    @property
+    def own(self) -> float:
+        return self.user + self.system
+
+
+def cpu_times(pids: list[int]) -> CpuTimes:
+    """CpuTimes of these processes, each /proc/<pid>/stat read once."""
+    user = system = children = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        user += int(fields[11])
-        system += int(fields[12])
-    return user / CLOCK_TICKS, system / CLOCK_TICKS
+        user += int(fields[11])  # utime
+        system += int(fields[12])  # stime
+        children += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return CpuTimes(user / CLOCK_TICKS, system / CLOCK_TICKS, children / CLOCK_TICKS)
 
 
 def machine_cpu_seconds() -> float:
@@ -69,35 +86,24 @@ def machine_cpu_seconds() -> float:
     return (sum(ticks[:8]) - idle - iowait) / CLOCK_TICKS
 
 
-def reaped_children_cpu_seconds(pids: list[int]) -> float:
-    """CPU seconds of the exited and reaped descendants of these processes (their CLIs,
-    sandboxes and git, each level reaping the one below it)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[13]) + int(fields[14])  # cutime, cstime
-    return total / CLOCK_TICKS
-
-
-def named_processes(name: str) -> list[int]:
-    """The pids of the running processes whose command name is `name`."""
-    found = []
+def processes_named(*names: str) -> dict[str, list[int]]:
+    """The pids of the running processes whose command name is each of `names`, from one
+    pass over /proc."""
+    found: dict[str, list[int]] = {name: [] for name in names}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == name:
-                    found.append(int(entry.name))
+                name = (entry / "comm").read_text().strip()
             except OSError:
                 continue
+            if name in found:
+                found[name].append(int(entry.name))
     return found
 
 
 def cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time of these processes (not of their children)."""
-    return sum(cpu_times(pids))
+    return cpu_times(pids).own
 
 
 def _kib(path: Path, field: str) -> int:
@@ -130,20 +136,20 @@ class CpuMeter:
     def _sample(self) -> dict[str, float]:
         import time
 
-        workers = workers_processes(self.worker_pids)
-        worker_user, worker_system = cpu_times(workers)
+        workers = cpu_times(workers_processes(self.worker_pids))
+        servers = processes_named("postgres", "redis-server")
         return {
             "wall_s": time.monotonic(),
             "web_cpu_s": cpu_seconds([self.web_pid]),
-            "worker_cpu_s": worker_user + worker_system,
-            "worker_system_cpu_s": worker_system,
-            "worker_children_cpu_s": reaped_children_cpu_seconds(workers),
+            "worker_cpu_s": workers.own,
+            "worker_system_cpu_s": workers.system,
+            "worker_children_cpu_s": workers.reaped_children,
             "bench_cpu_s": cpu_seconds([os.getpid()]),
             "machine_cpu_s": machine_cpu_seconds(),
             # The server's processes running now (those that exit between two samples
             # are not counted): what the statements of a run cost PostgreSQL.
-            "postgres_cpu_s": cpu_seconds(named_processes("postgres")),
-            "redis_cpu_s": cpu_seconds(named_processes("redis-server")),
+            "postgres_cpu_s": cpu_seconds(servers["postgres"]),
+            "redis_cpu_s": cpu_seconds(servers["redis-server"]),
         }
 
     def start(self) -> None:
