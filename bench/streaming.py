@@ -123,9 +123,9 @@ def p99_by_fifth(watches: list[Watch], lines: int) -> list[float]:
     return [round(summarize_ms(fifth).p99, 1) for fifth in fifths]
 
 
-def efficiency_figures(label: str, streamed: StreamRun, deltas: int) -> list[Figure]:
+def efficiency_figures(label: str, streamed: StreamRun, deltas: int, rows: int) -> list[Figure]:
     """Worker CPU (main and pool processes, from /proc) per streamed line, and the rows
-    the text deltas became.
+    the text deltas became (`rows`).
 
     The goal is for a line: measured mid-stream (from the release until every stream
     has MIDWAY_SHARE of its lines), where only lines are handled. Over the whole run the
@@ -133,7 +133,6 @@ def efficiency_figures(label: str, streamed: StreamRun, deltas: int) -> list[Fig
     the work, the final transition), which `throughput` measures per task; that figure
     is shown beside it, without a goal.
     """
-    rows = db.text_delta_rows([task.pk for task in streamed.tasks])
     whole_ms = streamed.cpu["worker_cpu_s"] * 1000 / deltas
     if not streamed.deltas_midway:
         raise RuntimeError("the streams never reached their mid-stream mark")
@@ -220,8 +219,9 @@ def measure_plan(
     label = f"CLI line → WS client, {streams} {noun} ({1000 / interval_ms:g} lines/s each){on}"
     goals = (GOAL_P50_MS, GOAL_P99_MS) if streams == 1 else (GOAL_MULTI_P50_MS, GOAL_MULTI_P99_MS)
     figures = _figures(label, value, base, goals)
+    rows = db.text_delta_rows([task.pk for task in tasks])
     if streams > 1:
-        figures += efficiency_figures(f"{streams} streams{on}", streamed, expected)
+        figures += efficiency_figures(f"{streams} streams{on}", streamed, expected, rows)
     raw = {
         "lines_per_stream": lines,
         "interval_ms": interval_ms,
@@ -231,7 +231,7 @@ def measure_plan(
         "cpu_during_stream": streamed.cpu,
         "cpu_mid_stream": streamed.cpu_midway,
         "deltas_mid_stream": streamed.deltas_midway,
-        "text_delta_rows": db.text_delta_rows([task.pk for task in tasks]),
+        "text_delta_rows": rows,
     }
     return figures, raw
 
