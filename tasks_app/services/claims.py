@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from tasks_app.compiled_sql import CompiledQuery
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services.lifecycle import claim_task
 
@@ -58,30 +58,23 @@ _NOW_PLACEHOLDER = datetime(2000, 1, 1, 0, 0, 0, 424_242, tzinfo=UTC)
 
 
 @functools.lru_cache(maxsize=16)
-def _best_eligible_sql(alias: str, max_running_per_user: int) -> tuple[str, tuple[Any, ...], int]:
-    """The SQL of the best eligible task, its parameters and where "now" goes in them.
+def _best_eligible_query(alias: str, max_running_per_user: int) -> CompiledQuery:
+    """The best eligible task's query, compiled with a stand-in for "now".
 
     Every attempt claims, and Django takes about 3 ms of CPU to compile this query
     (several times what the database needs to run it), so each process compiles it once
     per limit and reuses the SQL with the time of each claim.
     """
     query = eligible_tasks(now=_NOW_PLACEHOLDER, max_running_per_user=max_running_per_user)
-    sql, params = query[:1].query.get_compiler(alias).as_sql()
     # Some backends (SQLite) adapt the datetime while compiling.
     adapted = connections[alias].ops.adapt_datetimefield_value(_NOW_PLACEHOLDER)
-    placeholders = (_NOW_PLACEHOLDER, adapted)
-    found = [i for i, value in enumerate(params) if any(value == p for p in placeholders)]
-    if len(found) != 1:
-        raise RuntimeError(f"the claim query should take the time once, not {len(found)} times")
-    return sql, tuple(params), found[0]
+    return CompiledQuery.compile(query[:1], alias, _NOW_PLACEHOLDER, adapted)
 
 
 def best_eligible_task(*, now: datetime) -> Task | None:
     """eligible_tasks(now=now).first(), from SQL compiled once per process."""
-    sql, params, now_at = _best_eligible_sql(connection.alias, settings.AGENT_MAX_RUNNING_PER_USER)
-    bound = list(params)
-    bound[now_at] = connection.ops.adapt_datetimefield_value(now)
-    return next(iter(Task.objects.raw(sql, bound)), None)
+    query = _best_eligible_query(connection.alias, settings.AGENT_MAX_RUNNING_PER_USER)
+    return query.first(Task, connection.ops.adapt_datetimefield_value(now))
 
 
 def worker_running_count(*, worker: str, now: datetime) -> int:
