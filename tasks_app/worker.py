@@ -73,10 +73,11 @@ def trace_jobs_in_threads(sender: Any, **_: Any) -> None:
 
 @worker_init.connect
 def prepare_tls(**_: Any) -> None:
-    # Before the pool is forked: every pool process's GitHub clients and model gateway
-    # share these.
+    # Before the pool is forked: every pool process's GitHub clients, and with the
+    # sandbox on its model gateway, share these.
     client_tls(trust_env=True)
-    client_tls(trust_env=False)
+    if sandboxing.sandbox_on():
+        client_tls(trust_env=False)
 
 
 @task_prerun.connect
