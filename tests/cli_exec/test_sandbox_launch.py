@@ -42,16 +42,20 @@ def test_the_launched_command_is_in_its_cgroups_as_the_host_user_ignoring_stop_s
         host_user=HOST_USER,
     )
     started: list[subprocess.Popen[bytes]] = []
+    outputs: list[tuple[bytes, bytes]] = []
 
     def spawn_with_a_signal_blocked() -> None:
         # A worker thread may block signals; the vforked child must not inherit that.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
         started.append(_procctl.spawn_group(argv, tmp_path, {}, arms_death_signal=True))
+        # The parent-death signal follows the spawning thread, not the process: it waits
+        # for its child, as a worker's attempt does (leaving first would kill it).
+        outputs.append(started[0].communicate(timeout=30))
 
     thread = threading.Thread(target=spawn_with_a_signal_blocked)
     thread.start()
     thread.join()
-    out, err = started[0].communicate(timeout=30)
+    out, err = outputs[0]
     assert started[0].returncode == 0, err
     pid, uid, groups, ignored, blocked = out.decode().split(maxsplit=4)
     assert int(pid) == started[0].pid  # sh and setpriv exec in place: one process
