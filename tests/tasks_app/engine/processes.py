@@ -41,9 +41,20 @@ def _cmdline(pid: int) -> bytes | None:
         return None
 
 
-# The worker's own git in a workspace runs in a sandbox of its own, beside the agent's
-# (which waits for it): not an agent run.
-GIT_COMMANDS = frozenset({"bwrap", "setpriv", "sh", "git"})
+# The worker's own steps in a workspace: git in a sandbox of its own beside the agent's
+# (which waits for it), or, in a workspace no agent has run in yet, git and the script
+# that empties it (find and rm) in the worker's own group. Not an agent run.
+WORKER_COMMANDS = frozenset({"bwrap", "setpriv", "sh", "git", "find", "rm"})
+
+
+def _not_yet_executed(pid: int, parent: int, pid_ns: str) -> bool:
+    """A child the worker has forked that has not yet exec'd its command: it already
+    stands in its workspace but still runs the worker's program (a sandbox's first
+    process, also an unexec'd copy of its parent, is in a namespace of its own)."""
+    try:
+        return _cmdline(pid) == _cmdline(parent) and os.readlink(f"/proc/{parent}/ns/pid") == pid_ns
+    except OSError:  # the parent exited while we looked
+        return False
 
 
 def cli_groups_in(root: Path, *, agents_only: bool = False) -> dict[str, Path]:
@@ -52,7 +63,7 @@ def cli_groups_in(root: Path, *, agents_only: bool = False) -> dict[str, Path]:
     The CLI starts helpers of its own (in its group, same cwd), so processes are counted
     by run: a sandboxed run is everything in one PID namespace (its bubblewrap, its first
     process and the CLI's own session), an unsandboxed one is the process group the
-    runner started. `agents_only`: without the sandboxes of the worker's own git.
+    runner started. `agents_only`: without the worker's own steps (its git and the like).
     """
     host_pid_ns = os.readlink("/proc/self/ns/pid")
     seen: list[tuple[int, str, Path, str]] = []
@@ -68,7 +79,7 @@ def cli_groups_in(root: Path, *, agents_only: bool = False) -> dict[str, Path]:
             command = Path(f"/proc/{entry}/comm").read_text().strip()
         except OSError:
             continue
-        if cwd.is_relative_to(root):
+        if cwd.is_relative_to(root) and not _not_yet_executed(int(entry), int(fields[1]), pid_ns):
             seen.append((int(fields[2]), pid_ns, cwd, command))
     # A sandbox's bubblewrap stays outside its namespace, in the group of its insides.
     sandboxed_groups = {group for group, pid_ns, _, _ in seen if pid_ns != host_pid_ns}
@@ -81,5 +92,5 @@ def cli_groups_in(root: Path, *, agents_only: bool = False) -> dict[str, Path]:
         runs[key] = cwd
         commands.setdefault(key, set()).add(command.split("-", 1)[0])
     if agents_only:
-        return {key: cwd for key, cwd in runs.items() if not commands[key] <= GIT_COMMANDS}
+        return {key: cwd for key, cwd in runs.items() if not commands[key] <= WORKER_COMMANDS}
     return runs
