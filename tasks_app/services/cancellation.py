@@ -1,8 +1,8 @@
 """Cancel requests travel through Redis (fast) with the database as the fallback.
 
 The API sets `cancel_requested_at` and a Redis flag; the worker running the task polls
-the flag every tick and the database column on every heartbeat, so a cancel still
-arrives when Redis lost the flag.
+the flag every tick (one read serves all of a process's attempts: flag_reads) and the
+database column on every heartbeat, so a cancel still arrives when Redis lost the flag.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import structlog
 from redis.exceptions import RedisError
 
+from tasks_app.services.flag_reads import PROCESS_FLAG_READS
 from tasks_app.services.redis_store import get_quick_redis, get_redis
 
 log = structlog.get_logger(__name__)
@@ -36,10 +37,12 @@ def stop_requested(task_id: int) -> bool:
 
 
 def read_flags(task_id: int, worker: str) -> tuple[bool, bytes | None]:
-    """The task's cancel flag and its worker's drain deadline, in one round trip."""
+    """The task's cancel flag and its worker's drain deadline, from a reading this
+    process made for all its attempts at most FRESH_S ago (one round trip)."""
     from tasks_app.services.draining import drain_key
 
-    cancel, deadline = get_quick_redis().mget(_flag_key(task_id), drain_key(worker))
+    keys = [_flag_key(task_id), drain_key(worker)]
+    cancel, deadline = PROCESS_FLAG_READS.values(keys, get_quick_redis().mget)
     return cancel is not None, deadline
 
 
