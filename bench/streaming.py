@@ -123,6 +123,25 @@ def p99_by_fifth(watches: list[Watch], lines: int) -> list[float]:
     return [round(summarize_ms(fifth).p99, 1) for fifth in fifths]
 
 
+def last_line_split(watches: list[Watch], lines: int) -> tuple[Summary, Summary]:
+    """Latencies of each stream's last line, and of all its other lines. The streams
+    end together, so each one's last line is read while the others' ends (their CLIs'
+    exits, sandbox teardowns, commits and final transactions) take both cores."""
+    last = [w.by_index[lines - 1] for w in watches if lines - 1 in w.by_index]
+    others = [latency for w in watches for i, latency in w.by_index.items() if i < lines - 1]
+    return summarize_ms(last), summarize_ms(others)
+
+
+def ending_figures(label: str, last: Summary, others: Summary) -> list[Figure]:
+    """Where the p99 goes: each stream's last line beside its other lines (no goals)."""
+    return [
+        Figure(
+            f"{label}: each stream's last line (beside the others' ends), p50", last.p50, None, "ms"
+        ),
+        Figure(f"{label}: every line but each stream's last, p99", others.p99, None, "ms"),
+    ]
+
+
 def efficiency_figures(label: str, streamed: StreamRun, deltas: int, rows: int) -> list[Figure]:
     """Worker CPU (main and pool processes, from /proc) per streamed line, and the rows
     the text deltas became (`rows`).
@@ -208,6 +227,7 @@ def measure_plan(
     watches, tasks = streamed.watches, streamed.tasks
     baseline = run_loop(redis_round_trips(os.environ["REDIS_URL"], streams, lines, interval_ms))
     value, base = summarize_ms(latencies(watches)), summarize_ms(baseline)
+    last, others = last_line_split(watches, lines)
     expected = streams * lines
     if value.count != expected or incomplete(watches, tasks):
         raise RuntimeError(
@@ -221,12 +241,15 @@ def measure_plan(
     figures = _figures(label, value, base, goals)
     rows = db.text_delta_rows([task.pk for task in tasks])
     if streams > 1:
+        figures += ending_figures(f"{streams} streams{on}", last, others)
         figures += efficiency_figures(f"{streams} streams{on}", streamed, expected, rows)
     raw = {
         "lines_per_stream": lines,
         "interval_ms": interval_ms,
         "latency_ms": value,
         "p99_ms_by_fifth_of_the_stream": p99_by_fifth(watches, lines),
+        "last_line_ms": last,
+        "other_lines_ms": others,
         "redis_pubsub_ms": base,
         "cpu_during_stream": streamed.cpu,
         "cpu_mid_stream": streamed.cpu_midway,
