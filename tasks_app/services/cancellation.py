@@ -1,7 +1,7 @@
 """Cancel requests travel through Redis (fast) with the database as the fallback.
 
 The API sets `cancel_requested_at` and a Redis flag; the worker running the task polls
-the flag every tick (one read serves all of a process's attempts: flag_reads) and the
+the flag every tick (read for all of a process's attempts by a thread: flag_reads) and the
 database column on every heartbeat, so a cancel still arrives when Redis lost the flag.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import structlog
 from redis.exceptions import RedisError
 
-from tasks_app.services.flag_reads import PROCESS_FLAG_READS
-from tasks_app.services.redis_store import get_quick_redis, get_redis
+from tasks_app.services.flag_reads import PROCESS_FLAGS
+from tasks_app.services.redis_store import get_redis
 
 log = structlog.get_logger(__name__)
 FLAG_TTL_S = 24 * 3600
@@ -36,13 +36,15 @@ def stop_requested(task_id: int) -> bool:
         return False
 
 
-def read_flags(task_id: int, worker: str) -> tuple[bool, bytes | None]:
-    """The task's cancel flag and its worker's drain deadline, from a reading this
-    process made for all its attempts at most FRESH_S ago (one round trip)."""
+def read_flags(task_id: int, worker: str) -> tuple[bool, bytes | None] | None:
+    """The task's cancel flag and its worker's drain deadline as this process last read
+    them (flag_reads); None while it has not read them yet."""
     from tasks_app.services.draining import drain_key
 
-    keys = [_flag_key(task_id), drain_key(worker)]
-    cancel, deadline = PROCESS_FLAG_READS.values(keys, get_quick_redis().mget)
+    values = PROCESS_FLAGS.latest([_flag_key(task_id), drain_key(worker)])
+    if values is None:
+        return None
+    cancel, deadline = values
     return cancel is not None, deadline
 
 

@@ -1,60 +1,113 @@
-"""The stop flags of every attempt a worker process runs, read from Redis in one round
-trip.
+"""The stop flags of every attempt a worker process runs, read from Redis by a thread of
+the process's own, so that no attempt's supervision loop waits on Redis.
 
-Each running attempt asks for its cancel flag and its worker's drain deadline every
-FLAG_POLL_S; a threads worker runs dozens of attempts, and one MGET per attempt per poll
-was a third of its supervision loop's CPU. A reading serves every attempt that asks
-within FRESH_S after it, so a process sends about FLAG_POLL_S / FRESH_S reads per poll
-period whatever its number of attempts, and a flag set in Redis is seen at most
-FLAG_POLL_S + FRESH_S later (a prefork process, with one attempt, reads as before).
+Each running attempt looks at its cancel flag and its worker's drain deadline several
+times a second. Read in the loop, each look was a round trip: with fifty runs ending at
+once Redis answered in 100-250 ms, while the CLI's next lines waited in the pipe; and a
+threads worker sent one read per attempt. Now the loop looks at the latest reading in
+memory, and one thread per process reads every key asked for lately in one MGET every
+POLL_S (at once when an attempt asks for keys no reading holds yet). A flag set in
+Redis is seen about POLL_S later.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-FRESH_S = 0.1
+import structlog
+from redis.exceptions import RedisError
+
+from tasks_app.services.redis_store import get_quick_redis
+
+log = structlog.get_logger(__name__)
+
+POLL_S = 0.2
+# How long the reads pause after Redis failed to answer one.
+BACKOFF_S = 5.0
 # A key nobody asked for this long belongs to an attempt that ended: no longer read.
 FORGET_S = 1.0
+# A reading this old (Redis has not answered since) shows nothing any more.
+STALE_S = 2.0
 
 MultiGet = Callable[[list[str]], Sequence[bytes | None]]
 
 
 @dataclass
-class SharedFlagReads:
-    """`values(keys, mget)`: the keys' values from a reading at most FRESH_S old, made
-    with `mget` for every key asked for lately when there is none. One reading at a time:
-    an attempt that finds one under way waits for it rather than sending its own."""
+class FlagWatcher:
+    """`latest(keys)`: the keys' values in the latest reading, made by the watcher's
+    thread with `read`; None while no reading holds them (just asked for, or Redis
+    unreachable for STALE_S)."""
 
-    fresh_s: float = FRESH_S
+    read: MultiGet
+    poll_s: float = POLL_S
+    backoff_s: float = BACKOFF_S
     forget_s: float = FORGET_S
-    clock: Callable[[], float] = time.monotonic
+    stale_s: float = STALE_S
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _wake: threading.Event = field(default_factory=threading.Event, repr=False)
     _asked: dict[str, float] = field(default_factory=dict)  # key: when last asked for
-    _read_at: float = -math.inf  # when the last reading was sent (what it shows is newer)
-    _read: dict[str, bytes | None] = field(default_factory=dict)
+    _values: dict[str, bytes | None] = field(default_factory=dict)
+    _read_at: float = -math.inf  # when the latest reading was sent
+    _thread_pid: int | None = None  # the process whose thread reads (a fork needs its own)
 
-    def values(self, keys: Sequence[str], mget: MultiGet) -> list[bytes | None]:
+    def latest(self, keys: Sequence[str]) -> list[bytes | None] | None:
+        now = time.monotonic()
         with self._lock:
-            now = self.clock()
             for key in keys:
                 self._asked[key] = now
-            if now - self._read_at >= self.fresh_s or not all(k in self._read for k in keys):
-                self._refresh(now, mget)
-            return [self._read[key] for key in keys]
+            if now - self._read_at < self.stale_s and all(k in self._values for k in keys):
+                return [self._values[key] for key in keys]
+            self._start_reading()
+        self._wake.set()
+        return None
 
-    def _refresh(self, now: float, mget: MultiGet) -> None:
-        forgotten = now - self.forget_s
-        self._asked = {key: at for key, at in self._asked.items() if at > forgotten}
-        wanted = list(self._asked)
-        # A failed read keeps nothing: every attempt asking next tries (and fails) itself.
-        self._read, self._read_at = {}, -math.inf
-        self._read = dict(zip(wanted, mget(wanted), strict=True))
-        self._read_at = now
+    def forget_parents_thread(self) -> None:
+        """In a forked child: the parent's lock may have been held at the fork, and its
+        reading thread is not here."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread_pid = None
+
+    def _start_reading(self) -> None:
+        if self._thread_pid == os.getpid():
+            return
+        self._thread_pid = os.getpid()
+        threading.Thread(target=self._read_forever, name="flag-watcher", daemon=True).start()
+
+    def _read_forever(self) -> None:
+        while True:
+            with self._lock:
+                forgotten = time.monotonic() - self.forget_s
+                self._asked = {key: at for key, at in self._asked.items() if at > forgotten}
+                wanted = list(self._asked)
+            if wanted:
+                self._read_once(wanted)
+            # Idle (no attempt asks) until one does; otherwise every poll_s.
+            self._wake.wait(self.poll_s if wanted else None)
+            self._wake.clear()
+
+    def _read_once(self, wanted: list[str]) -> None:
+        sent_at = time.monotonic()
+        try:
+            values = self.read(wanted)
+        except RedisError as exc:
+            # The database heartbeat still carries a cancel; a drain waits for Redis.
+            log.warning("flags_unreadable", error=str(exc))
+            time.sleep(self.backoff_s)
+            return
+        with self._lock:
+            self._values = dict(zip(wanted, values, strict=True))
+            self._read_at = sent_at
 
 
-PROCESS_FLAG_READS = SharedFlagReads()
+def _read_quick_redis(keys: list[str]) -> Sequence[bytes | None]:
+    return get_quick_redis().mget(keys)
+
+
+PROCESS_FLAGS = FlagWatcher(_read_quick_redis)
+os.register_at_fork(after_in_child=PROCESS_FLAGS.forget_parents_thread)

@@ -10,16 +10,14 @@ from enum import StrEnum
 import structlog
 from django.conf import settings
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import cancellation, db_outage, draining
 
 log = structlog.get_logger(__name__)
-# Redis flags are cheap: checked this often; the database only on each heartbeat.
-FLAG_POLL_S = 0.2
-# How long flag checks pause after Redis failed to answer one.
-FLAG_BACKOFF_S = 5.0
+# The sandbox's limit counters are files: read this often; the Redis flags (read in
+# memory, see flag_reads) on every poll; the database only on each heartbeat.
+LIMIT_POLL_S = 0.2
 
 
 class StopCause(StrEnum):
@@ -35,7 +33,7 @@ class AttemptMonitor:
     attempt: int
     # The sandbox's limit check (cgroup event counters), when the run has a sandbox.
     limit_hit: Callable[[], str | None] | None = None
-    next_flag_check: float = 0.0
+    next_limit_check: float = 0.0
     # The claim has just beaten: the first beat is one period later (a cancel meanwhile
     # comes sooner through the Redis flag checked at the first poll).
     next_heartbeat: float = field(
@@ -49,12 +47,11 @@ class AttemptMonitor:
             cause = self.heartbeat()
             if cause is not None:
                 return cause
-        if now >= self.next_flag_check:
-            self.next_flag_check = now + FLAG_POLL_S
-            if self.limit_hit is not None and self.limit_hit() is not None:
+        if self.limit_hit is not None and now >= self.next_limit_check:
+            self.next_limit_check = now + LIMIT_POLL_S
+            if self.limit_hit() is not None:
                 return StopCause.LIMIT
-            return self.check_flags()
-        return None
+        return self.check_flags()
 
     def heartbeat(self) -> StopCause | None:
         try:
@@ -77,13 +74,10 @@ class AttemptMonitor:
         return StopCause.LOST if cancelled is None else StopCause.CANCEL
 
     def check_flags(self) -> StopCause | None:
-        try:
-            cancel, deadline = cancellation.read_flags(self.task.pk, self.task.worker)
-        except RedisError as exc:
-            # Not again for a while: the database heartbeat still carries a cancel.
-            self.next_flag_check = time.monotonic() + FLAG_BACKOFF_S
-            log.warning("flags_unreadable", error=str(exc))
+        flags = cancellation.read_flags(self.task.pk, self.task.worker)
+        if flags is None:  # not read yet, or Redis unreachable for a while
             return None
+        cancel, deadline = flags
         if cancel:
             return StopCause.CANCEL
         if draining.deadline_passed(deadline):

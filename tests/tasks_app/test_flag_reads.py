@@ -1,5 +1,5 @@
-"""One Redis reading of the stop flags serves every attempt of a process that asks
-within FRESH_S of it (against the real Redis; the clock is the test's)."""
+"""A worker process's stop flags are read from the real Redis by one thread for all its
+attempts; an attempt only looks at the latest reading, never waiting on Redis."""
 
 from __future__ import annotations
 
@@ -14,116 +14,126 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tasks_app.services import cancellation
 from tasks_app.services.draining import drain_key
-from tasks_app.services.flag_reads import FORGET_S, FRESH_S, SharedFlagReads
+from tasks_app.services.flag_reads import FlagWatcher
+from tests.live import wait_until
 
 
-class CountingRedis:
-    """The real Redis, with the MGETs sent to it written down."""
+class RecordingRedis:
+    """The real Redis, with each MGET sent to it written down; `failing` makes it fail."""
 
     def __init__(self) -> None:
         self.client = redis.Redis.from_url(settings.REDIS_URL)
         self.reads: list[list[str]] = []
-        self.fail_next = False
+        self.failing = False
 
     def mget(self, keys: list[str]) -> Sequence[bytes | None]:
         self.reads.append(list(keys))
-        if self.fail_next:
-            self.fail_next = False
+        if self.failing:
             raise RedisConnectionError("Redis went away")
         return self.client.mget(keys)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+def cancel_key() -> str:
+    return f"agentsite:cancel:test-{uuid.uuid4().hex}"
 
 
 @pytest.fixture
-def keys() -> tuple[str, str, str]:
-    """Two tasks' cancel keys and their worker's drain key, of this test only."""
-    worker = f"w-{uuid.uuid4().hex}@test"
-    return (
-        f"agentsite:cancel:{uuid.uuid4().int % 10**9}",
-        f"agentsite:cancel:{uuid.uuid4().int % 10**9}",
-        drain_key(worker),
+def store() -> RecordingRedis:
+    return RecordingRedis()
+
+
+def test_one_read_serves_every_attempt_and_each_sees_its_own_flag(store):
+    watcher = FlagWatcher(store.mget, poll_s=0.05)
+    drain = drain_key(f"w-{uuid.uuid4().hex}@test")
+    keys = [cancel_key() for _ in range(25)]
+    cancelled = set(keys[::2])
+    registered = threading.Barrier(len(keys) + 1)
+    seen: dict[str, list[bytes | None]] = {}
+
+    def attempt(key: str) -> None:
+        watcher.latest([key, drain])
+        registered.wait()
+        seen[key] = (
+            wait_until(
+                lambda: (values := watcher.latest([key, drain])) and values[0] and values,
+                10,
+                f"{key} seen cancelled",
+            )
+            if key in cancelled
+            else wait_until(lambda: watcher.latest([key, drain]), 10, f"a reading of {key}")
+        )
+
+    threads = [threading.Thread(target=attempt, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    registered.wait()
+    reads_before_flags = len(store.reads)
+    try:
+        for key in cancelled:
+            store.client.set(key, "1", ex=60)
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        store.client.delete(*cancelled)
+    assert seen == {key: [b"1" if key in cancelled else None, None] for key in keys}
+    # Once all had asked, each read was one MGET of every attempt's keys.
+    later = store.reads[reads_before_flags:]
+    assert later and all(sorted(read) == sorted([*keys, drain]) for read in later)
+
+
+def test_an_attempt_that_stops_asking_is_no_longer_read_and_then_nothing_is(store):
+    watcher = FlagWatcher(store.mget, poll_s=0.02, forget_s=0.2)
+    ended, running = cancel_key(), cancel_key()
+    wait_until(lambda: watcher.latest([ended]), 10, "a first reading")
+    wait_until(
+        lambda: watcher.latest([running]) and store.reads[-1] == [running],
+        10,
+        "reads of the running attempt's key alone",
     )
 
+    def reads_stopped() -> bool:
+        before = len(store.reads)
+        threading.Event().wait(0.2)  # ten poll periods
+        return len(store.reads) == before
 
-def test_one_reading_serves_every_attempt_asking_within_fresh_s(keys):
-    first, second, drain = keys
-    store, clock = CountingRedis(), Clock()
-    reads = SharedFlagReads(clock=clock)
-    store.client.set(second, "1", ex=60)
+    # Nobody asks any more: the thread idles (it would read every 20 ms otherwise).
+    wait_until(reads_stopped, 10, "the reads to stop")
+    # Asked again, the idle thread wakes and reads it.
+    wait_until(lambda: watcher.latest([ended]) == [None], 10, "a reading after the idle time")
+
+
+def test_while_redis_fails_the_last_reading_holds_until_stale_then_reads_resume(store):
+    watcher = FlagWatcher(store.mget, poll_s=0.02, backoff_s=0.05, stale_s=0.5)
+    key = cancel_key()
+    store.client.set(key, "1", ex=60)
     try:
-        assert reads.values([first, drain], store.mget) == [None, None]
-        clock.now += 0.01
-        # A key the last reading does not hold is read at once, with the others.
-        assert reads.values([second, drain], store.mget) == [b"1", None]
-        assert store.reads == [[first, drain], [first, drain, second]]
-        store.client.set(first, "1", ex=60)
-        clock.now += FRESH_S - 0.02
-        for _ in range(25):
-            assert reads.values([first, drain], store.mget) == [None, None]  # not yet read
-            assert reads.values([second, drain], store.mget) == [b"1", None]
-        assert len(store.reads) == 2
-        clock.now += 0.02
-        assert reads.values([first, drain], store.mget) == [b"1", None]
-        assert len(store.reads) == 3
-        # An attempt that stopped asking (it ended) is no longer read for.
-        clock.now += FORGET_S / 2
-        reads.values([second, drain], store.mget)
-        clock.now += FORGET_S / 2 + 0.01
-        reads.values([second, drain], store.mget)
-        assert store.reads[-1] == [drain, second]
+        assert wait_until(lambda: watcher.latest([key]), 10, "a first reading") == [b"1"]
+        store.failing = True
+        failed_reads = len(store.reads)
+        wait_until(lambda: watcher.latest([key]) is None, 10, "the reading gone stale")
+        assert len(store.reads) > failed_reads  # it kept trying, after its pauses
+        store.failing = False
+        assert wait_until(lambda: watcher.latest([key]), 10, "a reading again") == [b"1"]
     finally:
-        store.client.delete(first, second)
+        store.client.delete(key)
 
 
-def test_a_failed_reading_fails_its_asker_and_the_next_asker_reads_again(keys):
-    first, second, drain = keys
-    store, clock = CountingRedis(), Clock()
-    reads = SharedFlagReads(clock=clock)
-    reads.values([first, drain], store.mget)
-    clock.now += FRESH_S
-    store.fail_next = True
-    with pytest.raises(RedisConnectionError):
-        reads.values([first, drain], store.mget)
-    # Within FRESH_S of the failure: no reading to serve, so it reads, and gets the flag.
-    store.client.set(first, "1", ex=60)
-    try:
-        assert reads.values([first, drain], store.mget) == [b"1", None]
-        assert len(store.reads) == 3
-    finally:
-        store.client.delete(first)
-
-
-def test_attempts_in_many_threads_each_get_their_own_tasks_flag():
+def test_the_process_reading_carries_a_cancel_and_a_drain_deadline():
     worker = f"w-{uuid.uuid4().hex}@test"
+    task_id = 10**9 + uuid.uuid4().int % 10**6
     client = redis.Redis.from_url(settings.REDIS_URL)
-    task_ids = [10**9 + n for n in range(25)]
-    cancelled = set(task_ids[::2])
-    for task_id in cancelled:
-        cancellation.request_stop(task_id)
+    assert wait_until(lambda: cancellation.read_flags(task_id, worker), 10, "a reading") == (
+        False,
+        None,
+    )
+    cancellation.request_stop(task_id)
     client.set(drain_key(worker), "12345.0", ex=60)
-    answers: dict[int, tuple[bool, bytes | None]] = {}
-    start = threading.Barrier(len(task_ids))
-
-    def attempt(task_id: int) -> None:
-        start.wait()
-        for _ in range(20):
-            answers[task_id] = cancellation.read_flags(task_id, worker)
-
-    threads = [threading.Thread(target=attempt, args=(task_id,)) for task_id in task_ids]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        wait_until(
+            lambda: cancellation.read_flags(task_id, worker) == (True, b"12345.0"),
+            10,
+            "the cancel and the deadline read",
+        )
     finally:
-        for task_id in cancelled:
-            cancellation.clear(task_id)
+        cancellation.clear(task_id)
         client.delete(drain_key(worker))
-    assert answers == {task_id: (task_id in cancelled, b"12345.0") for task_id in task_ids}
