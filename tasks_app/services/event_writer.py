@@ -15,6 +15,7 @@ Other events are stored at most every AGENT_STREAM_FLUSH_MS, in one INSERT and o
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -36,6 +37,11 @@ EVENT_RETRY_S = 1.0
 # whole held text to every watcher.
 MAX_PREVIEW_CHARS = 4096
 MODEL_KINDS = frozenset({EventKind.TEXT, EventKind.TOOL_USE})
+# Each attempt holds its blocks for a share of AGENT_STREAM_DELTA_HOLD_MS drawn between
+# this and 1: attempts started together (a burst of tasks) would otherwise all store
+# their blocks at the same moment, every time, and wait on the database together while
+# their CLIs' next lines wait in the pipes.
+HOLD_SHARE_MIN = 0.75
 
 
 def from_the_model(event: CliEvent) -> bool:
@@ -46,6 +52,11 @@ def from_the_model(event: CliEvent) -> bool:
 
 def _seconds(setting: str) -> float:
     return float(getattr(settings, setting)) / 1000
+
+
+def _jittered_hold_s() -> float:
+    share = random.uniform(HOLD_SHARE_MIN, 1.0)  # noqa: S311 - spreading load, not a secret
+    return _seconds("AGENT_STREAM_DELTA_HOLD_MS") * share
 
 
 @dataclass
@@ -69,7 +80,7 @@ class EventWriter:
     redactor: Redactor = field(default_factory=lambda: Redactor(()))
     flush_s: float = field(default_factory=lambda: _seconds("AGENT_STREAM_FLUSH_MS"))
     flushed_at: float = -math.inf  # when events were last stored
-    hold_s: float = field(default_factory=lambda: _seconds("AGENT_STREAM_DELTA_HOLD_MS"))
+    hold_s: float = field(default_factory=_jittered_hold_s)
     preview_s: float = field(default_factory=lambda: _seconds("AGENT_STREAM_PREVIEW_MS"))
     tail_since: float = 0.0  # when the last of `unstored` began (merged into since)
     previewed: str | None = None  # the text of the last preview of the held block

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,11 @@ log = structlog.get_logger(__name__)
 LIMIT_POLL_S = 0.2
 
 
+def _first_beat_s() -> float:
+    share = random.uniform(0.5, 1.0)  # noqa: S311 - spreading load, not a secret
+    return settings.AGENT_HEARTBEAT_S * share
+
+
 class StopCause(StrEnum):
     CANCEL = "cancel"
     DRAIN = "drain"  # the worker is shutting down and its grace period is over
@@ -34,11 +40,10 @@ class AttemptMonitor:
     # The sandbox's limit check (cgroup event counters), when the run has a sandbox.
     limit_hit: Callable[[], str | None] | None = None
     next_limit_check: float = 0.0
-    # The claim has just beaten: the first beat is one period later (a cancel meanwhile
-    # comes sooner through the Redis flag checked at the first poll).
-    next_heartbeat: float = field(
-        default_factory=lambda: time.monotonic() + settings.AGENT_HEARTBEAT_S
-    )
+    # The claim has just beaten: the first beat is up to one period later (a cancel
+    # meanwhile comes sooner through the Redis flag), at random from half of it on, so
+    # that attempts claimed together do not all beat together, every period after.
+    next_heartbeat: float = field(default_factory=lambda: time.monotonic() + _first_beat_s())
 
     def poll(self) -> StopCause | None:
         now = time.monotonic()
