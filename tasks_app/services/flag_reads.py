@@ -100,6 +100,10 @@ class FlagWatcher:
             log.warning("flags_unreadable", error=str(exc))
             time.sleep(self.backoff_s)
             return
+        except Exception:  # noqa: BLE001 - the only reader of the process must not die
+            log.exception("flags_read_failed")
+            time.sleep(self.backoff_s)
+            return
         with self._lock:
             self._values = dict(zip(wanted, values, strict=True))
             self._read_at = sent_at

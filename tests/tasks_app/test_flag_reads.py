@@ -24,12 +24,12 @@ class RecordingRedis:
     def __init__(self) -> None:
         self.client = redis.Redis.from_url(settings.REDIS_URL)
         self.reads: list[list[str]] = []
-        self.failing = False
+        self.failing: Exception | None = None
 
     def mget(self, keys: list[str]) -> Sequence[bytes | None]:
         self.reads.append(list(keys))
-        if self.failing:
-            raise RedisConnectionError("Redis went away")
+        if self.failing is not None:
+            raise self.failing
         return self.client.mget(keys)
 
 
@@ -102,18 +102,19 @@ def test_an_attempt_that_stops_asking_is_no_longer_read_and_then_nothing_is(stor
     wait_until(lambda: watcher.latest([ended]) == [None], 10, "a reading after the idle time")
 
 
-def test_while_redis_fails_the_last_reading_holds_until_stale_then_reads_resume(store):
+def test_while_reads_fail_the_last_reading_holds_until_stale_then_reads_resume(store):
     watcher = FlagWatcher(store.mget, poll_s=0.02, backoff_s=0.05, stale_s=0.5)
     key = cancel_key()
     store.client.set(key, "1", ex=60)
     try:
         assert wait_until(lambda: watcher.latest([key]), 10, "a first reading") == [b"1"]
-        store.failing = True
-        failed_reads = len(store.reads)
-        wait_until(lambda: watcher.latest([key]) is None, 10, "the reading gone stale")
-        assert len(store.reads) > failed_reads  # it kept trying, after its pauses
-        store.failing = False
-        assert wait_until(lambda: watcher.latest([key]), 10, "a reading again") == [b"1"]
+        for failure in (RedisConnectionError("Redis went away"), ValueError("a bad reply")):
+            store.failing = failure
+            failed_reads = len(store.reads)
+            wait_until(lambda: watcher.latest([key]) is None, 10, "the reading gone stale")
+            assert len(store.reads) > failed_reads  # it kept trying, after its pauses
+            store.failing = None
+            assert wait_until(lambda: watcher.latest([key]), 10, "a reading again") == [b"1"]
     finally:
         store.client.delete(key)
 
