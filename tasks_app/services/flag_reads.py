@@ -7,7 +7,7 @@ once Redis answered in 100-250 ms, while the CLI's next lines waited in the pipe
 threads worker sent one read per attempt. Now the loop looks at the latest reading in
 memory, and one thread per process reads every key asked for lately in one MGET every
 POLL_S (at once when an attempt asks for keys no reading holds yet). A flag set in
-Redis is seen about POLL_S later.
+Redis is in a reading at most POLL_S later.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from tasks_app.models import Task, TaskStatus
 from tasks_app.services import cancellation, db_outage, draining
 
 log = structlog.get_logger(__name__)
-# The sandbox's limit counters are files: read this often; the Redis flags (read in
-# memory, see flag_reads) on every poll; the database only on each heartbeat.
-LIMIT_POLL_S = 0.2
+# Checked this often: the sandbox's limit counters and the Redis flags (as this process
+# last read them, see flag_reads); the database only on each heartbeat.
+FLAG_POLL_S = 0.2
 
 
 def _first_beat_s() -> float:
@@ -39,7 +39,7 @@ class AttemptMonitor:
     attempt: int
     # The sandbox's limit check (cgroup event counters), when the run has a sandbox.
     limit_hit: Callable[[], str | None] | None = None
-    next_limit_check: float = 0.0
+    next_flag_check: float = 0.0
     # The claim has just beaten: the first beat is up to one period later (a cancel
     # meanwhile comes sooner through the Redis flag), at random from half of it on, so
     # that attempts claimed together do not all beat together, every period after.
@@ -52,11 +52,12 @@ class AttemptMonitor:
             cause = self.heartbeat()
             if cause is not None:
                 return cause
-        if self.limit_hit is not None and now >= self.next_limit_check:
-            self.next_limit_check = now + LIMIT_POLL_S
-            if self.limit_hit() is not None:
+        if now >= self.next_flag_check:
+            self.next_flag_check = now + FLAG_POLL_S
+            if self.limit_hit is not None and self.limit_hit() is not None:
                 return StopCause.LIMIT
-        return self.check_flags()
+            return self.check_flags()
+        return None
 
     def heartbeat(self) -> StopCause | None:
         try:
