@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from cli_exec import _pipes
 from cli_exec.events import EventKind
 from cli_exec.runner import CliRun, StopReason
 from tests.cli_exec.conftest import FAST, collect, fake_argv
@@ -180,3 +181,21 @@ def test_wake_by_brings_a_batch_before_the_tick(command_in):
         list(batches)
     assert [event.payload["text"] for event in said] == ["hello"]
     assert run.outcome.stop_reason is StopReason.REQUESTED
+
+
+def test_the_clis_stdout_pipe_is_grown_so_a_fast_writer_rarely_wakes_its_reader(command_in):
+    run = collect(command_in(fake_argv("pipe_size"), stdin=b"go"))
+
+    assert run.of(EventKind.SYSTEM)[0].payload["bytes"] == _pipes.STDOUT_PIPE_BYTES
+    assert _pipes.STDOUT_PIPE_BYTES > 64 * 1024  # the kernel's default
+
+
+def test_a_pipe_the_kernel_will_not_grow_is_read_as_it_is(command_in, monkeypatch):
+    def refuse(fd: int, command: int, arg: int = 0) -> int:
+        raise PermissionError(1, "over the user's pipe budget")
+
+    monkeypatch.setattr(_pipes.fcntl, "fcntl", refuse)
+    run = collect(command_in(fake_argv("pipe_size"), stdin=b"go"))
+
+    assert run.of(EventKind.SYSTEM)[0].payload["bytes"] == 64 * 1024
+    assert run.outcome.stop_reason is StopReason.EXITED
