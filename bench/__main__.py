@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 
 from bench.context import Context, Sizes
-from bench.machine import describe, loadavg
+from bench.machine import CpuClock, describe, loadavg, steal_pct
 from bench.profiling import TARGETS
 from bench.report import BenchResult, render_table, write_json
 from bench.stack import (
@@ -77,7 +77,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run_one(module: ModuleType, ctx: Context) -> BenchResult:
     name = module.NAME
     print(f"[bench] {name} ... (load {loadavg()})", file=sys.stderr, flush=True)
-    started = time.monotonic()
+    started, clock = time.monotonic(), CpuClock.read()
     try:
         result: BenchResult = module.run(ctx)
     except Exception as exc:  # one failed benchmark must not hide the others' figures
@@ -92,7 +92,13 @@ def run_one(module: ModuleType, ctx: Context) -> BenchResult:
             print(f"[bench] {name}: cancelled {left} unfinished tasks", file=sys.stderr)
     result.seconds = time.monotonic() - started
     result.loadavg = loadavg()
-    print(f"[bench] {name} done in {result.seconds:.0f} s", file=sys.stderr, flush=True)
+    result.steal_pct = steal_pct(clock, CpuClock.read())
+    stolen = "?" if result.steal_pct is None else f"{result.steal_pct:.1f} %"
+    print(
+        f"[bench] {name} done in {result.seconds:.0f} s (CPU stolen by the host: {stolen})",
+        file=sys.stderr,
+        flush=True,
+    )
     return result
 
 
@@ -109,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes()
     machine = describe("quick" if args.quick else "default")
+    clock = CpuClock.read()
     config = StackConfig.from_environ()
     github_port = pick_port()
     env = environment(config, github_port)
@@ -140,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             signal.alarm(0)
     machine["loadavg_end"] = loadavg()
+    machine["steal_pct"] = steal_pct(clock, CpuClock.read())
     machine["sizes"] = dataclasses.asdict(sizes)
     print(render_table(machine, results))
     write_json(args.output, machine, results)

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,36 @@ def loadavg() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "?"
+
+
+@dataclass(frozen=True)
+class CpuClock:
+    """The machine's CPU time so far, in clock ticks, from the first line of /proc/stat:
+    all of it, and what the hypervisor gave to other guests while this one wanted to run
+    ("steal"). A run with much steal measured a busy host as much as this code."""
+
+    total: int
+    steal: int
+
+    @classmethod
+    def read(cls, stat: Path = Path("/proc/stat")) -> CpuClock | None:
+        try:
+            fields = stat.read_text().splitlines()[0].split()
+        except (OSError, IndexError):
+            return None
+        if fields[:1] != ["cpu"] or len(fields) < 9:
+            return None
+        # user nice system idle iowait irq softirq steal [guest guest_nice]: the guest
+        # times are already counted in user and nice.
+        ticks = [int(value) for value in fields[1:9]]
+        return cls(total=sum(ticks), steal=ticks[7])
+
+
+def steal_pct(before: CpuClock | None, after: CpuClock | None) -> float | None:
+    """The share of the CPU time between two readings that was stolen, in percent."""
+    if before is None or after is None or after.total <= before.total:
+        return None
+    return 100.0 * (after.steal - before.steal) / (after.total - before.total)
 
 
 def cpu_model() -> str:

@@ -40,6 +40,7 @@ class BenchResult:
     raw: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     loadavg: str = ""
+    steal_pct: float | None = None
     error: str = ""
 
 
@@ -69,6 +70,10 @@ def _row(figure: Figure) -> list[str]:
     ]
 
 
+def _percent(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f} %"
+
+
 def render_table(machine: dict[str, Any], results: Sequence[BenchResult]) -> str:
     header = ["figure", "value", "baseline", "ratio", "goal", "met?"]
     rows = [_row(f) for r in results for f in r.figures]
@@ -82,7 +87,8 @@ def render_table(machine: dict[str, Any], results: Sequence[BenchResult]) -> str
         f"Agentsite bench ({machine['mode']}), {machine['started_at']}, commit {machine['commit']}",
         f"machine: {machine['cpu_count']} CPU x {machine['cpu_model']}, "
         f"{machine['memory_gib']:.1f} GiB RAM, {machine['kernel']}, Python {machine['python']}",
-        f"load average: start {machine['loadavg_start']}, end {machine.get('loadavg_end', '?')}",
+        f"load average: start {machine['loadavg_start']}, end {machine.get('loadavg_end', '?')}; "
+        f"CPU stolen by the host: {_percent(machine.get('steal_pct'))} of the run",
         line(header),
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
         *(line(row) for row in rows),
@@ -99,7 +105,12 @@ def write_json(path: Path, machine: dict[str, Any], results: Sequence[BenchResul
             for f in r.figures
         ],
         "benchmarks": {
-            r.name: {"seconds": round(r.seconds, 1), "loadavg_after": r.loadavg, "error": r.error}
+            r.name: {
+                "seconds": round(r.seconds, 1),
+                "loadavg_after": r.loadavg,
+                "steal_pct": r.steal_pct,
+                "error": r.error,
+            }
             | r.raw
             for r in results
         },
