@@ -19,7 +19,7 @@ from types import FrameType, ModuleType
 from bench.context import Context, Sizes
 from bench.machine import CpuClock, describe, loadavg, steal_pct
 from bench.profiling import TARGETS
-from bench.report import BenchResult, render_table, write_json
+from bench.report import BenchResult, percent, render_table, write_json
 from bench.stack import (
     Stack,
     StackConfig,
@@ -93,9 +93,9 @@ def run_one(module: ModuleType, ctx: Context) -> BenchResult:
     result.seconds = time.monotonic() - started
     result.loadavg = loadavg()
     result.steal_pct = steal_pct(clock, CpuClock.read())
-    stolen = "?" if result.steal_pct is None else f"{result.steal_pct:.1f} %"
     print(
-        f"[bench] {name} done in {result.seconds:.0f} s (CPU stolen by the host: {stolen})",
+        f"[bench] {name} done in {result.seconds:.0f} s "
+        f"(CPU stolen by the host: {percent(result.steal_pct)})",
         file=sys.stderr,
         flush=True,
     )

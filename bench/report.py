@@ -70,7 +70,8 @@ def _row(figure: Figure) -> list[str]:
     ]
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """A share for the table's text; `?` when it could not be read."""
     return "?" if value is None else f"{value:.1f} %"
 
 
@@ -88,7 +89,7 @@ def render_table(machine: dict[str, Any], results: Sequence[BenchResult]) -> str
         f"machine: {machine['cpu_count']} CPU x {machine['cpu_model']}, "
         f"{machine['memory_gib']:.1f} GiB RAM, {machine['kernel']}, Python {machine['python']}",
         f"load average: start {machine['loadavg_start']}, end {machine.get('loadavg_end', '?')}; "
-        f"CPU stolen by the host: {_percent(machine.get('steal_pct'))} of the run",
+        f"CPU stolen by the host: {percent(machine.get('steal_pct'))} of the run",
         line(header),
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
         *(line(row) for row in rows),

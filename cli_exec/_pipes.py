@@ -148,8 +148,6 @@ class PipeSet:
 def _grow_pipe(fd: int, size: int) -> None:
     """Best effort: a kernel that refuses (over fs.pipe-max-size or the user's budget)
     leaves the pipe as it was, which works, only with more wake-ups."""
-    if size <= 0:
-        return
     try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
     except OSError:
