@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Model, QuerySet
+from django.db.models.query import RawQuerySet
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,15 @@ class CompiledQuery:
             raise RuntimeError(f"the query should take the value once, not {len(found)} times")
         return cls(sql, tuple(params), found[0])
 
+    def rows(self, model: type[Model], value: Any) -> list[Any]:
+        """Every row, as `model` instances, with `value` in the stand-in's place."""
+        return list(self._raw(model, value))
+
     def first(self, model: type[Model], value: Any) -> Any:
         """The first row, as a `model` instance, with `value` in the stand-in's place."""
+        return next(iter(self._raw(model, value)), None)
+
+    def _raw(self, model: type[Model], value: Any) -> RawQuerySet[Any]:
         bound = list(self.params)
         bound[self.value_at] = value
-        return next(iter(model._default_manager.raw(self.sql, bound)), None)
+        return model._default_manager.raw(self.sql, bound)

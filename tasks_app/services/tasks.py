@@ -65,7 +65,10 @@ def task_create(
     )
     with transaction.atomic():
         # Serializes one user's creations, so concurrent requests cannot overrun the quota.
-        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+        # NO KEY: a transaction that updates a task row twice (a claim, an ending) checks
+        # the owner's key at commit (FOR KEY SHARE), which FOR UPDATE would hold up until
+        # this creation commits, and a claim holds the lock every other claim waits for.
+        get_user_model().objects.select_for_update(no_key=True).filter(pk=owner.pk).first()
         _check_quotas(owner)
         if session is None:
             session = session_create(
