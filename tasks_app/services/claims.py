@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import connection, connections, transaction
@@ -32,7 +31,7 @@ def _serialize_claims() -> None:
 def startable_tasks(*, now: datetime, max_running_per_user: int) -> QuerySet[Task]:
     """Queued tasks whose backoff is over, whose owner is under the running limit and
     whose session runs nothing, best first (priority, then age); each may still wait
-    behind an earlier queued task of its session (`waits_in_session`)."""
+    behind an earlier queued task of its session (see `eligible_tasks`)."""
     running = Task.objects.filter(status=TaskStatus.RUNNING)
     owners_at_limit = (
         running.values("owner")
@@ -49,13 +48,13 @@ def startable_tasks(*, now: datetime, max_running_per_user: int) -> QuerySet[Tas
     )
 
 
-def _earlier_in_session(session: Any, pk: Any) -> QuerySet[Task]:
-    return Task.objects.filter(session=session, status=TaskStatus.QUEUED, pk__lt=pk)
-
-
-def waits_in_session(task: Task) -> bool:
+def _earlier_in_session() -> Exists:
     """Tasks of one session run one at a time and in order."""
-    return _earlier_in_session(task.session_id, task.pk).exists()
+    return Exists(
+        Task.objects.filter(
+            session=OuterRef("session"), status=TaskStatus.QUEUED, pk__lt=OuterRef("pk")
+        )
+    )
 
 
 def eligible_tasks(*, now: datetime, max_running_per_user: int | None = None) -> QuerySet[Task]:
@@ -67,14 +66,14 @@ def eligible_tasks(*, now: datetime, max_running_per_user: int | None = None) ->
     if max_running_per_user is None:
         max_running_per_user = settings.AGENT_MAX_RUNNING_PER_USER
     return startable_tasks(now=now, max_running_per_user=max_running_per_user).exclude(
-        Exists(_earlier_in_session(OuterRef("session"), OuterRef("pk")))
+        _earlier_in_session()
     )
 
 
 # Stands for "now" while the query is compiled; replaced by the real time at each claim.
 _NOW_PLACEHOLDER = datetime(2000, 1, 1, 0, 0, 0, 424_242, tzinfo=UTC)
 # How many startable tasks a claim reads at once, best first.
-CANDIDATES = 8
+CANDIDATES = 4
 
 
 @functools.lru_cache(maxsize=16)
@@ -85,7 +84,9 @@ def _best_startable_query(alias: str, max_running_per_user: int) -> CompiledQuer
     (several times what the database needs to run it), so each process compiles it once
     per limit and reuses the SQL with the time of each claim.
     """
-    query = startable_tasks(now=_NOW_PLACEHOLDER, max_running_per_user=max_running_per_user)
+    query = startable_tasks(
+        now=_NOW_PLACEHOLDER, max_running_per_user=max_running_per_user
+    ).annotate(waits_in_session=_earlier_in_session())
     # Some backends (SQLite) adapt the datetime while compiling.
     adapted = connections[alias].ops.adapt_datetimefield_value(_NOW_PLACEHOLDER)
     return CompiledQuery.compile(query[:CANDIDATES], alias, _NOW_PLACEHOLDER, adapted)
@@ -98,12 +99,13 @@ def best_eligible_task(*, now: datetime) -> Task | None:
     table's statistics predate the queue (a burst of tasks before autovacuum's next
     ANALYZE) PostgreSQL plans it as a nested loop: 500 queued tasks took 40-60 ms a
     claim, under the lock every claim waits for. So the best few startable tasks are
-    read in one scan and the rule is checked for each by its session's index.
+    read in one scan, and the rule is an output column, worked out only for those few
+    (PostgreSQL evaluates a costly output column after the sort and limit).
     """
     query = _best_startable_query(connection.alias, settings.AGENT_MAX_RUNNING_PER_USER)
     candidates = query.rows(Task, connection.ops.adapt_datetimefield_value(now))
     for task in candidates:
-        if not waits_in_session(task):
+        if not task.waits_in_session:
             return task
     if len(candidates) < CANDIDATES:
         return None
