@@ -33,6 +33,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 START_TIMEOUT_S = 60.0
 SYSTEM_PYTHON = "/usr/bin/python3"
 STOP_GRACE_S = 30.0
+# Settings taken from the environment into the measured stack.
+PASSED_ON = ("AGENT_STREAM_", "AGENT_SANDBOX")
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,9 @@ def environment(config: StackConfig, github_port: int) -> dict[str, str]:
         # `AGENT_WORKER_POOL=threads python -m bench` measures everything on the threads
         # pool (bench `slots` sets each worker's pool itself).
         "AGENT_WORKER_POOL": worker_pool(),
-        # `AGENT_STREAM_PREVIEW_MS=0 python -m bench` measures the stream's other settings.
-        **{name: value for name, value in os.environ.items() if name.startswith("AGENT_STREAM_")},
+        # `AGENT_STREAM_PREVIEW_MS=0 python -m bench` measures the stream's other settings;
+        # `AGENT_SANDBOX=off python -m bench` what the agent sandbox costs.
+        **{name: value for name, value in os.environ.items() if name.startswith(PASSED_ON)},
     }
 
 
