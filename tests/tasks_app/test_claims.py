@@ -5,7 +5,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -16,12 +15,9 @@ from tasks_app.services import tasks as task_services
 from tasks_app.services.claims import CANDIDATES, best_eligible_task, claim_next_task
 from tests.concurrency import race
 from tests.factories import make_session, make_task, make_user
+from tests.markers import on_postgresql
 
 S = TaskStatus
-ON_POSTGRESQL = pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
-    reason="PostgreSQL's planner and row locks; SQLite has neither",
-)
 
 
 def test_claim_takes_highest_priority_then_oldest(user):
@@ -73,7 +69,7 @@ def _plan_rows(node: dict[str, Any]) -> Iterator[int]:
         yield from _plan_rows(child)
 
 
-@ON_POSTGRESQL
+@on_postgresql
 def test_a_claim_reads_the_queue_a_bounded_number_of_times_with_stale_statistics(user):
     # Statistics taken before a burst: the planner believes almost nothing is queued, and
     # planned the session rule's anti-join as a nested loop over the queue (a claim then
@@ -98,7 +94,7 @@ def test_a_claim_reads_the_queue_a_bounded_number_of_times_with_stale_statistics
     assert rows <= 10 * queued, f"the claim's queries went through {rows} rows"
 
 
-@ON_POSTGRESQL
+@on_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_a_claim_is_not_held_up_while_its_owner_creates_a_task(monkeypatch):
     # A claim updates its task twice, so PostgreSQL checks the owner's key when it

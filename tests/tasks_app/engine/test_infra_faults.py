@@ -39,6 +39,7 @@ from tests.live import (
 
 # Imported under another name: pytest would collect a `test_*` name as a test.
 from tests.live import test_database_url as children_database_url
+from tests.markers import on_postgresql
 from tests.rabbitmq import AMQP_URL, rabbitmq_to_ourselves
 from tests.tasks_app.engine.outages import (
     OUTAGE_S,
@@ -68,7 +69,7 @@ def postgres_proxy() -> Iterator[TcpProxy]:
         yield proxy
 
 
-@pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"), reason="PG")
+@on_postgresql
 @pytest.mark.parametrize("shape", [ProxyMode.REFUSE, ProxyMode.BLACKHOLE])
 def test_postgres_cut_off_for_10s_loses_no_task_and_no_event(
     shape, postgres_proxy, fake_model, owner, workspace_root, tmp_path: Path
