@@ -57,17 +57,14 @@ def _earlier_in_session() -> Exists:
     )
 
 
-def eligible_tasks(*, now: datetime, max_running_per_user: int | None = None) -> QuerySet[Task]:
+def eligible_tasks(*, now: datetime) -> QuerySet[Task]:
     """Queued tasks that may start now, best first (priority, then age).
 
     One query, but the database may take it quadratic in the queue's length (see
     `best_eligible_task`): the claim uses it only when its candidates all wait.
     """
-    if max_running_per_user is None:
-        max_running_per_user = settings.AGENT_MAX_RUNNING_PER_USER
-    return startable_tasks(now=now, max_running_per_user=max_running_per_user).exclude(
-        _earlier_in_session()
-    )
+    startable = startable_tasks(now=now, max_running_per_user=settings.AGENT_MAX_RUNNING_PER_USER)
+    return startable.exclude(_earlier_in_session())
 
 
 # Stands for "now" while the query is compiled; replaced by the real time at each claim.
