@@ -36,6 +36,9 @@ class TaskStatus(models.TextChoices):
 class AgentSession(models.Model):
     """One conversation with the agent: its workspace and the CLI's own session id."""
 
+    # Megabytes in a long session: read only where they are used, never with the task.
+    STORED_FILES = ("transcript", "workspace_bundle")
+
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_sessions"
     )

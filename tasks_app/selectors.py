@@ -123,6 +123,22 @@ def repository_by_name(full_name: str) -> GitHubRepository | None:
     return query.first(GitHubRepository, connection.ops.prep_for_iexact_query(full_name))
 
 
+# Stands for a status while the lookup is compiled (no task has it).
+_STATUS_STAND_IN = "agentsite-compiled-status"
+
+
+@functools.lru_cache(maxsize=4)
+def _task_with_status_query(alias: str) -> CompiledQuery:
+    query = Task.objects.filter(status=_STATUS_STAND_IN).only("pk")[:1]
+    return CompiledQuery.compile(query, alias, _STATUS_STAND_IN)
+
+
+def any_task_with_status(status: TaskStatus) -> bool:
+    """Whether any task is in `status` (`.exists()`, compiled once per process: every
+    ending asks)."""
+    return _task_with_status_query(connection.alias).first(Task, status.value) is not None
+
+
 def task_diff(*, task: Task) -> TaskDiff | None:
     return TaskDiff.objects.filter(task=task).first()
 

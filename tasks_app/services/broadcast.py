@@ -30,6 +30,7 @@ from channels.layers import get_channel_layer
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from tasks_app.compiled_sql import get_by_pk
 from tasks_app.jsonsafe import PostgresSafeJSONEncoder
 
 if TYPE_CHECKING:
@@ -158,9 +159,24 @@ def _inline_events(events: Sequence[TaskEvent]) -> list[dict[str, Any]]:
 
 def snapshot_queryset() -> QuerySet[Task]:
     """What a snapshot shows besides the task: its session and the session's repository."""
+    from tasks_app.models import AgentSession
     from tasks_app.models import Task as TaskModel
 
-    return TaskModel.objects.select_related("session__github_repository")
+    stored_files = (f"session__{name}" for name in AgentSession.STORED_FILES)
+    return TaskModel.objects.select_related("session__github_repository").defer(*stored_files)
+
+
+def load_snapshot_relations(task: Task) -> None:
+    """Give `task` what `snapshot_queryset` would have loaded with it, where it lacks it,
+    each by a lookup compiled once per process."""
+    from tasks_app.models import AgentSession, GitHubRepository
+
+    if not task._meta.get_field("session").is_cached(task):
+        task.session = get_by_pk(AgentSession, task.session_id, defer=AgentSession.STORED_FILES)
+    session = task.session
+    repository = session._meta.get_field("github_repository")
+    if session.github_repository_id is not None and not repository.is_cached(session):
+        session.github_repository = get_by_pk(GitHubRepository, session.github_repository_id)
 
 
 def _fresh_snapshot(task_id: int) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from tasks_app.compiled_sql import insert_all
 from tasks_app.models import Task, TaskEvent
 from tasks_app.services import broadcast
 
@@ -66,12 +67,13 @@ def append_events(
         last = _reserve_seqs(task.pk, len(events), running_attempt)
         if last is not None:
             first = last - len(events) + 1
-            rows = TaskEvent.objects.bulk_create(
+            rows = [
                 TaskEvent(
                     task_id=task.pk, seq=first + i, attempt=attempt, kind=e.kind, payload=e.payload
                 )
                 for i, e in enumerate(events)
-            )
+            ]
+            insert_all(rows)
             transaction.on_commit(
                 lambda: broadcast.task_events_stored(task, rows, task_is_current=task_is_current)
             )

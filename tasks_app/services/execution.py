@@ -27,6 +27,7 @@ from cli_exec.runner import CliCommand, CliRun, RunLimits, RunOutcome, StopReaso
 from cli_exec.sandbox import SandboxRun, SandboxStartError, SandboxUnavailable
 from cli_exec.sandbox.launch import JOIN_ERROR
 from tasks_app import selectors
+from tasks_app.compiled_sql import update_matching
 from tasks_app.metrics import CLI_PROCESSES
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import (
@@ -129,7 +130,8 @@ def run_limits(task: Task) -> RunLimits:
 
 
 def record_pid(task: Task, attempt: int, pid: int) -> None:
-    Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, attempts=attempt).update(pid=pid)
+    match = {"pk": task.pk, "status": TaskStatus.RUNNING, "attempts": attempt}
+    update_matching(Task, match, {"pid": pid})
 
 
 def hand_back_connection() -> None:

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from tasks_app.compiled_sql import update_and_refresh
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import broadcast
 from tasks_app.services.events import NewEvent, append_events
@@ -43,8 +44,8 @@ def transition(
     """Move `task` to `to` if it is still in one of `from_statuses` (and matches `guard`).
 
     Returns whether this call won. On success a `status` event is stored in the same
-    transaction and `task` is refreshed from the database; the status push shows `task`
-    as refreshed here, so a caller must not change the row later in the transaction.
+    transaction and `task` holds the row as the UPDATE left it; the status push shows
+    `task` as it is here, so a caller must not change the row later in the transaction.
     """
     sources = frozenset(from_statuses)
     for source in sources:
@@ -56,24 +57,19 @@ def transition(
     # No savepoint when nested (a claim, an ending): nothing here raises but the
     # database itself, and then the caller's whole transaction is lost anyway.
     with transaction.atomic(savepoint=False):
-        won = (
-            Task.objects.filter(pk=task.pk, status__in=sources)
-            .filter(guard or Q())
-            .update(status=to, **fields)
-        )
-        if not won:
+        # The row read back by the UPDATE itself: what the status push shows, without a
+        # query of its own (with the session and repository it shows, loaded if missing).
+        rows = Task.objects.filter(pk=task.pk, status__in=sources).filter(guard or Q())
+        if not update_and_refresh(task, rows, {"status": to, **fields}):
             return False
-        # With what the status push shows, so that it needs no query of its own (a
-        # task loaded with deferred fields stays partial: the push reads it again).
-        complete = not task.get_deferred_fields()
-        task.refresh_from_db(from_queryset=broadcast.snapshot_queryset() if complete else None)
+        broadcast.load_snapshot_relations(task)
         payload: dict[str, Any] = {"status": str(to)}
         if reason:
             payload["reason"] = reason
         if task.error and to in TaskStatus.terminal():
             payload["error"] = task.error
         append_events(
-            task, [NewEvent("status", payload)], attempt=task.attempts, task_is_current=complete
+            task, [NewEvent("status", payload)], attempt=task.attempts, task_is_current=True
         )
     return True
 

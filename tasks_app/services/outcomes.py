@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from cli_exec.claude import RunSummary, Verdict
+from tasks_app import selectors
 from tasks_app.jsonsafe import without_nul
 from tasks_app.metrics import DEAD_LETTERS, RUN_SECONDS, TASK_RETRIES, TASKS_FINISHED, record_cost
 from tasks_app.models import Task, TaskStatus
@@ -163,5 +164,5 @@ def after_ending(task: Task, status: TaskStatus, retry_delay_s: float | None) ->
     if status in TaskStatus.terminal():
         transaction.on_commit(lambda: task_finished.send(sender=Task, task=task))
     # The ended attempt may have been what held others back (user, session, worker).
-    if Task.objects.filter(status=TaskStatus.QUEUED).exists():
+    if selectors.any_task_with_status(TaskStatus.QUEUED):
         dispatch.publish_wakeup_on_commit()

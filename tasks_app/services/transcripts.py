@@ -14,6 +14,7 @@ import structlog
 
 from cli_exec.claude import find_transcript, transcript_dir
 from cli_exec.redact import Redactor
+from tasks_app.compiled_sql import update_matching
 from tasks_app.models import AgentSession
 
 log = structlog.get_logger(__name__)
@@ -25,15 +26,14 @@ def save_transcript(
     path = find_transcript(config_dir, cli_session_id)
     if path is None:
         log.warning("transcript_missing", session_id=session.pk, cli_session_id=cli_session_id)
-        AgentSession.objects.filter(pk=session.pk).update(cli_session_id=cli_session_id)
+        update_matching(AgentSession, {"pk": session.pk}, {"cli_session_id": cli_session_id})
         return
     # The model may have echoed a secret; the stored copy must not keep it (the events
     # were redacted as they streamed, the CLI's own file was not).
     text = Redactor(secrets).redact_text(path.read_text("utf-8", errors="surrogateescape"))
     compressed = zlib.compress(text.encode("utf-8", errors="surrogateescape"), level=6)
-    AgentSession.objects.filter(pk=session.pk).update(
-        cli_session_id=cli_session_id, transcript=compressed
-    )
+    stored = {"cli_session_id": cli_session_id, "transcript": compressed}
+    update_matching(AgentSession, {"pk": session.pk}, stored)
     session.cli_session_id = cli_session_id
     session.transcript = compressed
 

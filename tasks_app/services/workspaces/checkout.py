@@ -17,6 +17,7 @@ from gitops import GitError, GitErrorKind
 from gitops import mirror as mirrors
 from gitops import spare as spare_lib
 from gitops import workspace as ws
+from tasks_app.compiled_sql import update_matching
 from tasks_app.models import AgentSession, Task
 from tasks_app.services import sandboxing
 from tasks_app.services.github import (
@@ -84,8 +85,8 @@ class Located:
             checkout = self.fill()
         except GitError as exc:
             raise _explained(exc, self.task.session) from exc
-        Task.objects.filter(pk=self.task.pk).update(
-            base_commit=checkout.start, branch=checkout.branch
+        update_matching(
+            Task, {"pk": self.task.pk}, {"base_commit": checkout.start, "branch": checkout.branch}
         )
         log.info("workspace_prepared", branch=checkout.branch, start=checkout.start[:12])
         self.checkout = checkout
@@ -147,9 +148,8 @@ def _locate_repository(
     if not session.branch:
         session.base_branch = session.base_branch or info.default_branch
         session.branch = branch_name(session, session.title)
-        AgentSession.objects.filter(pk=session.pk).update(
-            base_branch=session.base_branch, branch=session.branch
-        )
+        named = {"base_branch": session.base_branch, "branch": session.branch}
+        update_matching(AgentSession, {"pk": session.pk}, named)
     mirror = mirror_path(repository.full_name)
     spares = spares_for(repository.full_name)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentsite-adopt") as aside:
@@ -238,7 +238,7 @@ def _scratch_checkout(
     if start is None:
         return _restore_bundle(session, workspace)
     if start != session.head_commit:  # the first attempt: its first commit is the saved one
-        AgentSession.objects.filter(pk=session.pk).update(head_commit=start)
+        update_matching(AgentSession, {"pk": session.pk}, {"head_commit": start})
         session.head_commit = start
     return Checkout(workspace, SCRATCH_BRANCH, start)
 

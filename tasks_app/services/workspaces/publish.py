@@ -11,11 +11,13 @@ from pathlib import Path
 
 import structlog
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from gitops import Changes, Git, GitError, GitErrorKind
 from gitops import mirror as mirrors
 from gitops import workspace as ws
+from tasks_app.compiled_sql import get_by_pk, update_matching
 from tasks_app.models import AgentSession, Source, Task, TaskDiff
 from tasks_app.services import sandboxing
 from tasks_app.services.github_text import task_url
@@ -52,8 +54,8 @@ def co_author(task: Task) -> str | None:
     if sender.get("login") and sender.get("id"):
         login = sender["login"]
         return f"{login} <{sender['id']}+{login}@users.noreply.github.com>"
-    owner = task.owner
-    if getattr(owner, "email", ""):
+    owner = get_by_pk(get_user_model(), task.owner_id)
+    if owner is not None and getattr(owner, "email", ""):
         name = owner.get_full_name() or owner.get_username()
         return f"{name} <{owner.email}>"
     return None
@@ -69,7 +71,9 @@ def trailers(task: Task) -> list[str]:
 
 def publish_attempt(task: Task, checkout: Checkout, summary_text: str) -> Published:
     """Keep the work of a successful attempt; raises WorkspaceError when it cannot."""
-    session = AgentSession.objects.get(pk=task.session_id)
+    # Read again: the checkout may have set its branch and head since the claim.
+    session = get_by_pk(AgentSession, task.session_id, defer=AgentSession.STORED_FILES)
+    assert session is not None  # noqa: S101 - a task's session outlives it
     readable = [checkout.mirror] if checkout.mirror else []
     wgit = workspace_git([checkout.workspace], readable)
     try:
@@ -109,19 +113,23 @@ def publish_attempt(task: Task, checkout: Checkout, summary_text: str) -> Publis
 
 def _record(task: Task, changes: Changes, published: Published) -> None:
     with transaction.atomic():
-        Task.objects.filter(pk=task.pk).update(
-            head_commit=published.head,
-            files_changed=len(changes.files),
-            insertions=changes.insertions,
-            deletions=changes.deletions,
-            changed_files=[
-                {"path": f.path, "insertions": f.insertions, "deletions": f.deletions}
-                for f in changes.files
-            ],
-            commits=[list(commit) for commit in changes.commits],
-            branch=published.pushed_to or task.branch,
-            pull_request_url=published.pull_request_url,
-            workspace_note=published.note[:500],
+        update_matching(
+            Task,
+            {"pk": task.pk},
+            {
+                "head_commit": published.head,
+                "files_changed": len(changes.files),
+                "insertions": changes.insertions,
+                "deletions": changes.deletions,
+                "changed_files": [
+                    {"path": f.path, "insertions": f.insertions, "deletions": f.deletions}
+                    for f in changes.files
+                ],
+                "commits": [list(commit) for commit in changes.commits],
+                "branch": published.pushed_to or task.branch,
+                "pull_request_url": published.pull_request_url,
+                "workspace_note": published.note[:500],
+            },
         )
         # One upsert: update_or_create would lock, look and insert under savepoints.
         TaskDiff.objects.bulk_create(
@@ -151,7 +159,8 @@ def _save_bundle(session: AgentSession, wgit: Git, checkout: Checkout, end: str)
         data = bundle.read_bytes()
     finally:
         shutil.rmtree(holder, ignore_errors=True)
-    AgentSession.objects.filter(pk=session.pk).update(workspace_bundle=data, head_commit=end)
+    saved = {"workspace_bundle": data, "head_commit": end}
+    update_matching(AgentSession, {"pk": session.pk}, saved)
     return Published(end, pushed_to="")
 
 
@@ -170,7 +179,7 @@ def _push(task: Task, session: AgentSession, wgit: Git, checkout: Checkout, end:
             raise
         sha, branch, note = _after_rejection(task, session, wgit, checkout)
     if branch == session.branch:
-        AgentSession.objects.filter(pk=session.pk).update(head_commit=sha)
+        update_matching(AgentSession, {"pk": session.pk}, {"head_commit": sha})
     url, pr_note = pulls.open_pull_request(task, session)
     log.info("work_pushed", branch=branch, head=sha[:12])
     return Published(sha, branch, url, " ".join(n for n in (note, pr_note) if n))
