@@ -50,10 +50,25 @@ class CompiledQuery:
         """The first row, as a `model` instance, with `value` in the stand-in's place."""
         return next(iter(self._raw(model, value)), None)
 
-    def _raw(self, model: type[Model], value: Any) -> RawQuerySet[Any]:
+    def row(self, value: Any) -> tuple[Any, ...] | None:
+        """The first row as the database driver gives it (no field converters: numbers
+        and text only), with `value` in the stand-in's place; None when there is none."""
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self._bound(value))
+            return cursor.fetchone()
+
+    def scalar(self, value: Any) -> Any:
+        """The first column of `row(value)`, or None when there is no row."""
+        row = self.row(value)
+        return None if row is None else row[0]
+
+    def _bound(self, value: Any) -> list[Any]:
         bound = list(self.params)
         bound[self.value_at] = value
-        return model._default_manager.raw(self.sql, bound)
+        return bound
+
+    def _raw(self, model: type[Model], value: Any) -> RawQuerySet[Any]:
+        return model._default_manager.raw(self.sql, self._bound(value))
 
 
 @functools.lru_cache(maxsize=32)
@@ -72,6 +87,21 @@ class _UpdateShape:
     table: str  # quoted, as are the columns
     match: tuple[tuple[Field, str], ...]
     update: tuple[tuple[Field, str], ...]
+
+
+@functools.lru_cache(maxsize=32)
+def _column_by_pk_query(model: type[Model], alias: str, name: str) -> CompiledQuery:
+    query = model._default_manager.filter(pk=PK_STAND_IN).values_list(name)[:1]
+    return CompiledQuery.compile(query, alias, PK_STAND_IN)
+
+
+def column_by_pk(model: type[Model], pk: Any, name: str) -> Any:
+    """`model.objects.values_list(name, flat=True).get(pk=pk)` for a number or text
+    column, compiled once per process; raises the model's DoesNotExist as `get` does."""
+    row = _column_by_pk_query(model, connection.alias, name).row(pk)
+    if row is None:
+        raise model.DoesNotExist(f"no {model.__name__} {pk}")
+    return row[0]
 
 
 @functools.lru_cache(maxsize=64)

@@ -136,7 +136,7 @@ def _task_with_status_query(alias: str) -> CompiledQuery:
 def any_task_with_status(status: TaskStatus) -> bool:
     """Whether any task is in `status` (`.exists()`, compiled once per process: every
     ending asks)."""
-    return _task_with_status_query(connection.alias).first(Task, status.value) is not None
+    return _task_with_status_query(connection.alias).row(status.value) is not None
 
 
 def task_diff(*, task: Task) -> TaskDiff | None:

@@ -111,11 +111,26 @@ def best_eligible_task(*, now: datetime) -> Task | None:
     return eligible_tasks(now=now).first()
 
 
+@functools.lru_cache(maxsize=16)
+def _worker_running_query(alias: str, worker: str) -> CompiledQuery:
+    """How many tasks `worker` runs with a fresh heartbeat (a stand-in for the cutoff),
+    compiled once per process: every claim asks."""
+    query = (
+        Task.objects.filter(status=TaskStatus.RUNNING, worker=worker)
+        .filter(heartbeat_at__gte=_NOW_PLACEHOLDER)
+        .order_by()
+        .values("worker")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    adapted = connections[alias].ops.adapt_datetimefield_value(_NOW_PLACEHOLDER)
+    return CompiledQuery.compile(query, alias, _NOW_PLACEHOLDER, adapted)
+
+
 def worker_running_count(*, worker: str, now: datetime) -> int:
     fresh = now - timedelta(seconds=settings.AGENT_STALE_AFTER_S)
-    return Task.objects.filter(
-        status=TaskStatus.RUNNING, worker=worker, heartbeat_at__gte=fresh
-    ).count()
+    query = _worker_running_query(connection.alias, worker)
+    return query.scalar(connection.ops.adapt_datetimefield_value(fresh)) or 0
 
 
 def claim_next_task(*, worker: str) -> Task | None:

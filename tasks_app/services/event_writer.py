@@ -24,6 +24,7 @@ from django.conf import settings
 
 from cli_exec.events import CliEvent, EventKind
 from cli_exec.redact import Redactor
+from tasks_app.compiled_sql import column_by_pk
 from tasks_app.models import Task
 from tasks_app.services import broadcast, db_outage, model_breaker
 from tasks_app.services.coalescing import add_coalesced, is_text_delta
@@ -249,7 +250,7 @@ class EventWriter:
         self.in_doubt = 0
 
     def stored_seq(self) -> int:
-        return Task.objects.filter(pk=self.task.pk).values_list("last_seq", flat=True).get()
+        return column_by_pk(Task, self.task.pk, "last_seq")
 
     def remaining(self) -> list[NewEvent]:
         """What the finishing transaction must store after a final flush: the held-back

@@ -162,6 +162,26 @@ def test_claim_refuses_a_worker_at_its_concurrency(user, other_user):
     assert claim_next_task(worker="other") is not None
 
 
+@override_settings(AGENT_STALE_AFTER_S=60)
+def test_a_workers_running_count_takes_its_own_tasks_with_a_fresh_heartbeat(user):
+    from datetime import timedelta
+
+    from tasks_app.services.claims import worker_running_count
+
+    now = timezone.now()
+    assert worker_running_count(worker="w", now=now) == 0
+    for beat_s_ago in (0, 30, 59):
+        make_task(
+            user, status=S.RUNNING, worker="w", heartbeat_at=now - timedelta(seconds=beat_s_ago)
+        )
+    make_task(user, status=S.RUNNING, worker="w", heartbeat_at=now - timedelta(seconds=61))
+    make_task(user, status=S.RUNNING, worker="other", heartbeat_at=now)
+    make_task(user, status=S.SUCCEEDED, worker="w", heartbeat_at=now)
+    assert worker_running_count(worker="w", now=now) == 3
+    assert worker_running_count(worker="other", now=now) == 1
+    assert worker_running_count(worker="w", now=now + timedelta(seconds=30)) == 2
+
+
 @pytest.mark.django_db(transaction=True)
 @override_settings(AGENT_MAX_RUNNING_PER_USER=2, AGENT_MAX_CONCURRENCY=100)
 def test_racing_claimers_never_exceed_the_per_user_limit():

@@ -168,3 +168,13 @@ def test_insert_all_stores_what_bulk_create_stores_in_order_with_keys(user):
     ]
     assert stored[0].payload["text"] == "line 0\ufffd"
     assert [e.created for e in stored] == [e.created for e in inserted]
+
+
+def test_column_by_pk_reads_one_column_and_misses_as_get_does(user):
+    from tasks_app.compiled_sql import column_by_pk
+
+    task = make_task(user, last_seq=17)
+    assert column_by_pk(Task, task.pk, "last_seq") == 17
+    assert column_by_pk(Task, task.pk, "prompt") == "say hello"
+    with pytest.raises(Task.DoesNotExist):
+        column_by_pk(Task, 10**9, "last_seq")
