@@ -66,17 +66,32 @@ def append_events(
     with transaction.atomic(savepoint=False):
         last = _reserve_seqs(task.pk, len(events), running_attempt)
         if last is not None:
-            first = last - len(events) + 1
-            rows = [
-                TaskEvent(
-                    task_id=task.pk, seq=first + i, attempt=attempt, kind=e.kind, payload=e.payload
-                )
-                for i, e in enumerate(events)
-            ]
-            insert_all(rows)
-            transaction.on_commit(
-                lambda: broadcast.task_events_stored(task, rows, task_is_current=task_is_current)
+            rows = store_reserved(
+                task, events, last_seq=last, attempt=attempt, task_is_current=task_is_current
             )
     if last is None:
         raise StreamOwnershipLost(f"task {task.pk} is not running attempt {running_attempt}")
+    return rows
+
+
+def store_reserved(
+    task: Task,
+    events: Sequence[NewEvent],
+    *,
+    last_seq: int,
+    attempt: int,
+    task_is_current: bool = False,
+) -> list[TaskEvent]:
+    """Store `events` as the seqs up to `last_seq`, which the caller's transaction has
+    just reserved (bumped the task's `last_seq` by their number), and broadcast them on
+    commit. A status change reserves its events in its own UPDATE of the task."""
+    first = last_seq - len(events) + 1
+    rows = [
+        TaskEvent(task_id=task.pk, seq=first + i, attempt=attempt, kind=e.kind, payload=e.payload)
+        for i, e in enumerate(events)
+    ]
+    insert_all(rows)
+    transaction.on_commit(
+        lambda: broadcast.task_events_stored(task, rows, task_is_current=task_is_current)
+    )
     return rows

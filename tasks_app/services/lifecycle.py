@@ -7,7 +7,7 @@ never among them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
@@ -17,7 +17,7 @@ from django.utils import timezone
 from tasks_app.compiled_sql import update_and_refresh
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import broadcast
-from tasks_app.services.events import NewEvent, append_events
+from tasks_app.services.events import NewEvent, store_reserved
 
 S = TaskStatus
 ALLOWED: Mapping[TaskStatus, frozenset[TaskStatus]] = {
@@ -40,12 +40,14 @@ def transition(
     updates: Mapping[str, Any] | None = None,
     guard: Q | None = None,
     reason: str = "",
+    events_before: Sequence[NewEvent] = (),
 ) -> bool:
     """Move `task` to `to` if it is still in one of `from_statuses` (and matches `guard`).
 
-    Returns whether this call won. On success a `status` event is stored in the same
-    transaction and `task` holds the row as the UPDATE left it; the status push shows
-    `task` as it is here, so a caller must not change the row later in the transaction.
+    Returns whether this call won. On success `events_before` and then a `status` event
+    are stored in the same transaction (their seqs reserved by the UPDATE itself) and
+    `task` holds the row as the UPDATE left it; the status push shows `task` as it is
+    here, so a caller must not change the row later in the transaction.
     """
     sources = frozenset(from_statuses)
     for source in sources:
@@ -60,7 +62,8 @@ def transition(
         # The row read back by the UPDATE itself: what the status push shows, without a
         # query of its own (with the session and repository it shows, loaded if missing).
         rows = Task.objects.filter(pk=task.pk, status__in=sources).filter(guard or Q())
-        if not update_and_refresh(task, rows, {"status": to, **fields}):
+        reserved = F("last_seq") + len(events_before) + 1
+        if not update_and_refresh(task, rows, {"status": to, "last_seq": reserved, **fields}):
             return False
         broadcast.load_snapshot_relations(task)
         payload: dict[str, Any] = {"status": str(to)}
@@ -68,8 +71,9 @@ def transition(
             payload["reason"] = reason
         if task.error and to in TaskStatus.terminal():
             payload["error"] = task.error
-        append_events(
-            task, [NewEvent("status", payload)], attempt=task.attempts, task_is_current=True
+        events = [*events_before, NewEvent("status", payload)]
+        store_reserved(
+            task, events, last_seq=task.last_seq, attempt=task.attempts, task_is_current=True
         )
     return True
 

@@ -24,7 +24,7 @@ from tasks_app.jsonsafe import without_nul
 from tasks_app.metrics import DEAD_LETTERS, RUN_SECONDS, TASK_RETRIES, TASKS_FINISHED, record_cost
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import dead_letters, dispatch, lifecycle
-from tasks_app.services.events import NewEvent, StreamOwnershipLost, append_events
+from tasks_app.services.events import NewEvent
 from tasks_app.signals import task_finished
 
 log = structlog.get_logger(__name__)
@@ -35,10 +35,6 @@ FINAL_STATUS = {
     Verdict.TIMED_OUT: TaskStatus.TIMED_OUT,
     Verdict.CANCELLED: TaskStatus.CANCELLED,
 }
-
-
-class _AttemptLost(Exception):
-    """Raised inside the finishing transaction to roll it back."""
 
 
 def refusal(error: str, *, transient: bool = False) -> RunSummary:
@@ -116,20 +112,17 @@ def finish_attempt(
     now = finished_at or timezone.now()
     status, extra, reason, delay = _plan(task, attempt, summary, handed_back, now)
     updates = {**_result_fields(summary, exit_code), **extra, "pid": None}
-    try:
-        with transaction.atomic():
-            append_events(task, final_events, attempt=attempt, running_attempt=attempt)
-            won = lifecycle.transition(
-                task,
-                to=status,
-                from_statuses=[TaskStatus.RUNNING],
-                guard=Q(attempts=attempt),
-                updates=updates,
-                reason=reason,
-            )
-            if not won:
-                raise _AttemptLost
-    except (StreamOwnershipLost, _AttemptLost):
+    # One transaction: the attempt's last events, its ending and the status event.
+    won = lifecycle.transition(
+        task,
+        to=status,
+        from_statuses=[TaskStatus.RUNNING],
+        guard=Q(attempts=attempt),
+        updates=updates,
+        reason=reason,
+        events_before=final_events,
+    )
+    if not won:
         log.warning("attempt_finished_too_late", attempt=attempt, wanted=status.value)
         return None
     record_cost(summary.cost_usd)
