@@ -62,7 +62,7 @@ def transition(
         # The row read back by the UPDATE itself: what the status push shows, without a
         # query of its own (with the session and repository it shows, loaded if missing).
         rows = Task.objects.filter(pk=task.pk, status__in=sources).filter(guard or Q())
-        reserved = F("last_seq") + len(events_before) + 1
+        reserved = F("last_seq") + (len(events_before) + 1)
         if not update_and_refresh(task, rows, {"status": to, "last_seq": reserved, **fields}):
             return False
         broadcast.load_snapshot_relations(task)
