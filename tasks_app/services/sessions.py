@@ -8,6 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
+from tasks_app.compiled_sql import insert_all, update_matching
 from tasks_app.models import AgentSession, GitHubRepository, Source
 
 
@@ -20,7 +21,7 @@ def session_create(
     github_number: int | None = None,
     base_branch: str = "",
 ) -> AgentSession:
-    session = AgentSession.objects.create(
+    session = AgentSession(
         owner=owner,
         title=title.strip()[:200],
         source=source,
@@ -28,9 +29,10 @@ def session_create(
         github_number=github_number,
         base_branch=base_branch,
     )
+    insert_all([session])
     # A random suffix keeps a reset database from reusing an old session's files.
     session.workspace = f"{session.pk}-{secrets.token_hex(6)}"
-    session.save(update_fields=["workspace"])
+    update_matching(AgentSession, {"pk": session.pk}, {"workspace": session.workspace})
     return session
 
 

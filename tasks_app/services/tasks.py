@@ -13,11 +13,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tasks_app import selectors
-from tasks_app.compiled_sql import CompiledQuery
+from tasks_app.compiled_sql import CompiledQuery, insert_all
 from tasks_app.models import AgentSession, Source, Task, TaskStatus
 from tasks_app.services import cancellation, dispatch, lifecycle, repositories, traces
 from tasks_app.services.errors import PromptTooLarge, QuotaExceeded, TaskConflict
-from tasks_app.services.events import NewEvent, append_events
+from tasks_app.services.events import NewEvent, store_reserved
 from tasks_app.services.sessions import session_create
 
 
@@ -98,7 +98,9 @@ def task_create(
                 github_repository=target,
                 base_branch=base_branch,
             )
-        task = Task.objects.create(
+        # The queued event's seq is reserved in the new row itself (nobody else has it).
+        task = Task(
+            last_seq=1,
             owner=owner,
             session=session,
             prompt=prompt,
@@ -116,13 +118,14 @@ def task_create(
             dispatched_at=timezone.now(),
             trace_parent=traces.current_trace_parent(),
         )
+        insert_all([task])
         # On-commit hooks run in order: the wake-up goes before the status push to
         # browsers, so a worker starts on the task without waiting for it.
         dispatch.publish_wakeup_on_commit()
         # The row was just written from `task` and nobody else has it yet: the status
         # push can show the object instead of reading the row back.
         queued = NewEvent("status", {"status": TaskStatus.QUEUED.value})
-        append_events(task, [queued], attempt=0, task_is_current=True)
+        store_reserved(task, [queued], last_seq=task.last_seq, attempt=0, task_is_current=True)
     return task
 
 

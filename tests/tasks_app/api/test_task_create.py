@@ -27,6 +27,21 @@ def test_create_task_records_queued_status_event(api):
     assert events == [(1, "status", {"status": "queued"})]
 
 
+def test_a_new_task_and_its_session_are_each_inserted_once_and_never_updated(api):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as statements:
+        task_id = api.post(URL, {"prompt": "hi"}, format="json").json()["id"]
+    unquoted = [q["sql"].replace('"', "") for q in statements]
+    assert [sql for sql in unquoted if sql.startswith("UPDATE tasks_app_task ")] == []
+    assert len([sql for sql in unquoted if sql.startswith("INSERT INTO tasks_app_task ")]) == 1
+    task = Task.objects.select_related("session").get(pk=task_id)
+    assert task.last_seq == 1 and task.events.get().seq == 1
+    assert task.session.workspace.startswith(f"{task.session_id}-")
+    assert task.created is not None and task.session.created is not None
+
+
 def test_create_task_in_own_session_reuses_it(api, user):
     session = make_session(user)
     body = api.post(URL, {"prompt": "follow up", "session": session.pk}, format="json").json()
