@@ -122,12 +122,10 @@ def _update_shape(
 
 
 def update_matching(model: type[Model], match: Mapping[str, Any], values: Mapping[str, Any]) -> int:
-    """`model.objects.filter(**match).update(**values)` for equalities and plain values
-    (no expressions, no None to match), with the model's metadata looked up once per
-    process; returns the number of rows updated. Each value goes through its field's
-    own preparation and placeholder, as in the ORM's update."""
-    if any(value is None for value in match.values()):
-        raise ValueError("None matches nothing in SQL: use the ORM's isnull")
+    """`model.objects.filter(**match).update(**values)` for equalities (None matches
+    NULL, as in the ORM) and plain values (no expressions), with the model's metadata
+    looked up once per process; returns the number of rows updated. Each value goes
+    through its field's own preparation and placeholder, as in the ORM's update."""
     shape = _update_shape(model, connection.alias, tuple(match), tuple(values))
     assignments, params = [], []
     for (field, column), value in zip(shape.update, values.values(), strict=True):
@@ -138,8 +136,11 @@ def update_matching(model: type[Model], match: Mapping[str, Any], values: Mappin
         params.append(field.get_db_prep_save(value, connection))
     conditions = []
     for (field, column), value in zip(shape.match, match.values(), strict=True):
-        conditions.append(f"{column} = %s")
-        params.append(field.get_db_prep_value(value, connection))
+        if value is None:
+            conditions.append(f"{column} IS NULL")
+        else:
+            conditions.append(f"{column} = %s")
+            params.append(field.get_db_prep_value(value, connection))
     # Quoted names from the model's meta; every value is a parameter.
     sql = f"UPDATE {shape.table} SET {', '.join(assignments)} WHERE {' AND '.join(conditions)}"  # noqa: S608
     with connection.cursor() as cursor:

@@ -178,13 +178,14 @@ class RunGroups:
         return tuple(self._procs_files)
 
     def limit_hit(self) -> str | None:
-        """A sentence naming the limit the run ran into, or None."""
+        """A sentence naming the limit the run ran into, or None. Asked every 0.2 s of
+        every run: plain paths and bytes (pathlib's joins cost more than the reads)."""
         if self.pids_dir is not None and self.limits.pids_max is not None:
-            if _event_count(self.pids_dir / "pids.events", "max") > 0:
+            if _event_count(os.path.join(self.pids_dir, "pids.events"), b"max") > 0:
                 return f"the sandbox's process limit ({self.limits.pids_max} processes)"
         if self.memory_dir is not None and self.limits.memory_bytes is not None:
             events = "memory.events" if self.version == 2 else "memory.oom_control"
-            if _event_count(self.memory_dir / events, "oom_kill") > 0:
+            if _event_count(os.path.join(self.memory_dir, events), b"oom_kill") > 0:
                 mib = self.limits.memory_bytes // 1_048_576
                 return f"the sandbox's memory limit ({mib} MiB)"
         return None
@@ -243,13 +244,14 @@ def _kill_members(group: Path) -> None:
             os.kill(int(pid), signal.SIGKILL)
 
 
-def _event_count(path: Path, key: str) -> int:
+def _event_count(path: str, key: bytes) -> int:
     try:
-        text = path.read_text()
+        with open(path, "rb") as counters:
+            text = counters.read()
     except OSError:
         return 0
     for line in text.splitlines():
-        name, _, value = line.partition(" ")
+        name, _, value = line.partition(b" ")
         if name == key and value.strip().isdigit():
             return int(value)
     return 0

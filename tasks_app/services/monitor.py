@@ -12,6 +12,7 @@ import structlog
 from django.conf import settings
 from django.utils import timezone
 
+from tasks_app.compiled_sql import update_matching
 from tasks_app.models import Task, TaskStatus
 from tasks_app.services import cancellation, db_outage, draining
 
@@ -70,13 +71,14 @@ class AttemptMonitor:
             return None
 
     def beat(self) -> StopCause | None:
-        ours = Task.objects.filter(
-            pk=self.task.pk, status=TaskStatus.RUNNING, attempts=self.attempt
-        )
+        ours = {"pk": self.task.pk, "status": TaskStatus.RUNNING, "attempts": self.attempt}
         # One statement while all is well; a second only to tell a cancel from a loss.
-        if ours.filter(cancel_requested_at__isnull=True).update(heartbeat_at=timezone.now()):
+        beat = {"heartbeat_at": timezone.now()}
+        if update_matching(Task, {**ours, "cancel_requested_at": None}, beat):
             return None
-        cancelled = ours.values_list("cancel_requested_at", flat=True).first()
+        cancelled = (
+            Task.objects.filter(**ours).values_list("cancel_requested_at", flat=True).first()
+        )
         return StopCause.LOST if cancelled is None else StopCause.CANCEL
 
     def check_flags(self) -> StopCause | None:

@@ -54,9 +54,18 @@ def test_update_matching_stores_bytes_as_the_orm_reads_them(user):
     assert bytes(AgentSession.objects.get(pk=session.pk).transcript) == b"\x00\xffz"
 
 
-def test_update_matching_refuses_what_sql_equality_or_plain_values_cannot_do(user):
-    with pytest.raises(ValueError, match="isnull"):
-        update_matching(Task, {"pid": None}, {"error": "x"})
+def test_update_matching_matches_none_as_null_as_the_orm_does(user):
+    unset, cancelled = make_task(user), make_task(user)
+    Task.objects.filter(pk=cancelled.pk).update(cancel_requested_at=cancelled.created)
+    for task in (unset, cancelled):
+        assert (
+            update_matching(Task, {"pk": task.pk, "cancel_requested_at": None}, {"error": "beat"})
+            == Task.objects.filter(pk=task.pk, cancel_requested_at=None).count()
+        )
+    assert (_row(unset)["error"], _row(cancelled)["error"]) == ("beat", "")
+
+
+def test_update_matching_refuses_to_update_the_key(user):
     with pytest.raises(ValueError, match="ORM"):
         update_matching(Task, {"pk": 1}, {"id": 2})
 
@@ -178,3 +187,17 @@ def test_column_by_pk_reads_one_column_and_misses_as_get_does(user):
     assert column_by_pk(Task, task.pk, "prompt") == "say hello"
     with pytest.raises(Task.DoesNotExist):
         column_by_pk(Task, 10**9, "last_seq")
+
+
+def test_a_heartbeat_beats_while_running_and_tells_a_cancel_from_a_loss(user):
+    from django.utils import timezone
+
+    from tasks_app.services.monitor import AttemptMonitor, StopCause
+
+    task = make_task(user, status=S.RUNNING, attempts=2)
+    monitor = AttemptMonitor(task=task, attempt=2)
+    assert monitor.beat() is None and _row(task)["heartbeat_at"] is not None
+    Task.objects.filter(pk=task.pk).update(cancel_requested_at=timezone.now())
+    assert monitor.beat() is StopCause.CANCEL
+    Task.objects.filter(pk=task.pk).update(cancel_requested_at=None, attempts=3)
+    assert monitor.beat() is StopCause.LOST
