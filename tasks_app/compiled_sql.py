@@ -82,13 +82,6 @@ def get_by_pk(model: type[M], pk: Any, *, defer: tuple[str, ...] = ()) -> M | No
     return _by_pk_query(model, connection.alias, defer).first(model, pk)
 
 
-@dataclass(frozen=True)
-class _UpdateShape:
-    table: str  # quoted, as are the columns
-    match: tuple[tuple[Field, str], ...]
-    update: tuple[tuple[Field, str], ...]
-
-
 @functools.lru_cache(maxsize=32)
 def _column_by_pk_query(model: type[Model], alias: str, name: str) -> CompiledQuery:
     query = model._default_manager.filter(pk=PK_STAND_IN).values_list(name)[:1]
@@ -102,6 +95,13 @@ def column_by_pk(model: type[Model], pk: Any, name: str) -> Any:
     if row is None:
         raise model.DoesNotExist(f"no {model.__name__} {pk}")
     return row[0]
+
+
+@dataclass(frozen=True)
+class _UpdateShape:
+    table: str  # quoted, as are the columns
+    match: tuple[tuple[Field, str], ...]
+    update: tuple[tuple[Field, str], ...]
 
 
 @functools.lru_cache(maxsize=64)
@@ -159,7 +159,8 @@ def insert_all(objs: Sequence[Model]) -> None:
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
-    head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "  # noqa: S608 - as below
+    # Quoted names from the model's meta; every value is a parameter.
+    head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "  # noqa: S608
     returning = f" RETURNING {quote(meta.pk.column)}"
     size = max(connection.ops.bulk_batch_size(fields, objs), 1)
     for start in range(0, len(objs), size):
@@ -177,8 +178,7 @@ def insert_all(objs: Sequence[Model]) -> None:
                 params.append(value)
             rows.append(f"({', '.join(placeholders)})")
         with connection.cursor() as cursor:
-            # Quoted names from the model's meta; every value is a parameter.
-            cursor.execute(head + ", ".join(rows) + returning, params)  # noqa: S608
+            cursor.execute(head + ", ".join(rows) + returning, params)
             keys = cursor.fetchall()
         for obj, (key,) in zip(batch, keys, strict=True):
             obj.pk = key
