@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tasks_app import selectors
-from tasks_app.compiled_sql import CompiledQuery, insert_all
+from tasks_app.compiled_sql import PK_STAND_IN, CompiledQuery, insert_all
 from tasks_app.models import AgentSession, Source, Task, TaskStatus
 from tasks_app.services import cancellation, dispatch, lifecycle, repositories, traces
 from tasks_app.services.errors import PromptTooLarge, QuotaExceeded, TaskConflict
@@ -29,10 +29,6 @@ def _check_prompt(prompt: str) -> None:
         )
 
 
-# Stands for the owner's id while the lock's query is compiled.
-_OWNER_PLACEHOLDER = -424_242
-
-
 @functools.lru_cache(maxsize=4)
 def _owner_lock_query(alias: str) -> CompiledQuery:
     """The owner's row locked for the rest of the transaction, compiled once per process
@@ -43,7 +39,7 @@ def _owner_lock_query(alias: str) -> CompiledQuery:
     creation commits, and a claim holds the lock every other claim waits for.
     """
     query = get_user_model().objects.select_for_update(no_key=True).only("pk")
-    return CompiledQuery.compile(query.filter(pk=_OWNER_PLACEHOLDER)[:1], alias, _OWNER_PLACEHOLDER)
+    return CompiledQuery.compile(query.filter(pk=PK_STAND_IN)[:1], alias, PK_STAND_IN)
 
 
 def _lock_owner(owner: AbstractBaseUser) -> None:
