@@ -121,6 +121,16 @@ def _update_shape(
     )
 
 
+def _saved(field: Field, value: Any) -> tuple[str, Any]:
+    """(placeholder, parameter) for writing `value` to `field`, as the ORM's update and
+    insert make them: the field's own preparation, then its placeholder for the prepared
+    value (binary data has one of its own on some backends)."""
+    prepared = field.get_db_prep_save(value, connection)
+    if hasattr(field, "get_placeholder"):
+        return field.get_placeholder(prepared, None, connection), prepared
+    return "%s", prepared
+
+
 def update_matching(model: type[Model], match: Mapping[str, Any], values: Mapping[str, Any]) -> int:
     """`model.objects.filter(**match).update(**values)` for equalities (None matches
     NULL, as in the ORM) and plain values (no expressions), with the model's metadata
@@ -129,11 +139,9 @@ def update_matching(model: type[Model], match: Mapping[str, Any], values: Mappin
     shape = _update_shape(model, connection.alias, tuple(match), tuple(values))
     assignments, params = [], []
     for (field, column), value in zip(shape.update, values.values(), strict=True):
-        placeholder = "%s"
-        if hasattr(field, "get_placeholder"):  # binary data on some backends
-            placeholder = field.get_placeholder(value, None, connection)
+        placeholder, param = _saved(field, value)
         assignments.append(f"{column} = {placeholder}")
-        params.append(field.get_db_prep_save(value, connection))
+        params.append(param)
     conditions = []
     for (field, column), value in zip(shape.match, match.values(), strict=True):
         if value is None:
@@ -169,13 +177,9 @@ def insert_all(objs: Sequence[Model]) -> None:
         for obj in batch:
             placeholders = []
             for field in fields:
-                value = field.get_db_prep_save(field.pre_save(obj, True), connection)
-                placeholders.append(
-                    field.get_placeholder(value, None, connection)
-                    if hasattr(field, "get_placeholder")
-                    else "%s"
-                )
-                params.append(value)
+                placeholder, param = _saved(field, field.pre_save(obj, True))
+                placeholders.append(placeholder)
+                params.append(param)
             rows.append(f"({', '.join(placeholders)})")
         with connection.cursor() as cursor:
             cursor.execute(head + ", ".join(rows) + returning, params)
