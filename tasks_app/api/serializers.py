@@ -153,6 +153,12 @@ def _task_output() -> TaskOutput:
     return TaskOutput()
 
 
+def prepare_task_representation() -> None:
+    """Build the shared serializer's fields now rather than on the first task shown: a
+    prefork worker does it before forking, so its pool processes share them."""
+    _task_output().fields  # noqa: B018 - a cached property, built by reading it
+
+
 def task_representation(task: Task) -> dict[str, Any]:
     """TaskOutput(task).data as a plain dict (JSON and msgpack safe), from one shared
     serializer: the API's answers about one task and the status pushes."""

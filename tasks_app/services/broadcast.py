@@ -114,6 +114,16 @@ def task_snapshot(task: Task) -> dict[str, Any]:
     return task_representation(task)
 
 
+def prepare_snapshots() -> None:
+    """Import and build what task_snapshot uses, before a prefork worker forks its pool:
+    the API's serializers bring DRF's, and with them requests, urllib3, pygments'
+    formatters and django.contrib.postgres (about 5 MiB that each pool process would
+    otherwise import for itself at its first status push)."""
+    from tasks_app.api.serializers import prepare_task_representation
+
+    prepare_task_representation()
+
+
 _pushes_paused_until = 0.0
 
 

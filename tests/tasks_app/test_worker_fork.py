@@ -22,13 +22,14 @@ import tasks_app.tasks  # what the worker imports to know its jobs
 from django.conf import settings
 from tasks_app import worker
 backend = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[0]
-names = [*worker.IMPORTED_BEFORE_FORK, backend]
+names = [*worker.IMPORTED_BEFORE_FORK, backend, "tasks_app.api.serializers"]
 before = {name: name in sys.modules for name in names}
 worker.share_before_fork()
 after = {name: name in sys.modules for name in names}
 alive = len(gc.get_objects())
+from tasks_app.api.serializers import _task_output
 print(json.dumps({"before": before, "after": after, "frozen": gc.get_freeze_count(),
-                  "tracked_after": alive}))
+                  "tracked_after": alive, "snapshot_fields": "fields" in vars(_task_output())}))
 """
 
 
@@ -49,6 +50,8 @@ def test_the_pool_inherits_what_its_first_attempt_would_import_and_a_frozen_heap
     # process would import its own copy.
     assert not any(report["before"].values()), report["before"]
     assert all(report["after"].values()), report["after"]
+    # The status pushes' shared serializer is built, so its fields are shared too.
+    assert report["snapshot_fields"]
     # Everything alive at the fork is out of the collector's reach in the pool processes.
     assert report["frozen"] > 100_000 and report["tracked_after"] < report["frozen"] / 10
 
