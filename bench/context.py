@@ -32,7 +32,7 @@ class Sizes:
     throughput_warmup: int = 20
     throughput_concurrency: int = 4
     runner_lines: int = 100_000
-    runner_repeats: int = 7
+    runner_repeats: int = 15
     rss_warmup: int = 50
     rss_checkpoints: tuple[int, int] = (100, 1000)
     gateway_streams: int = 4

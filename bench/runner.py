@@ -6,10 +6,16 @@ with stdout to /dev/null (`fake_cli > /dev/null`), from spawn to exit. Beside it
 scale, the same CLI piped into `cat > /dev/null`: what writing into any pipe reader costs
 the CLI (each write copies, and wakes a reader that keeps up). Medians of alternating
 repeats.
+
+The CLI's own CPU time (user and system, from its rusage) is kept for the /dev/null and
+runner modes: on this kind of virtual machine the same CLI run has taken 0.40 s in one
+second and 0.74 s a few seconds later, so a ratio of medians needs many repeats, and the
+CPU row shows whether the runner made the CLI itself slower.
 """
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import tempfile
 import time
@@ -31,6 +37,12 @@ SECRETS = ("bench-secret-key-0123456789abcdefghijklmnop", "sk-ant-bench-01234567
 
 def cli_argv(cli: Path) -> list[str]:
     return build_argv(ClaudeOptions(cli=str(cli), max_turns=30, permission_mode="acceptEdits"))
+
+
+def children_cpu() -> float:
+    """CPU seconds of every child this process has reaped so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def to_devnull(cli: Path, prompt: bytes) -> float:
@@ -88,15 +100,21 @@ def run(ctx: Context) -> BenchResult:
     devnull: list[float] = []
     piped: list[float] = []
     runner: list[float] = []
+    devnull_cli_cpu: list[float] = []
+    runner_cli_cpu: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as tmp:
         workdir = Path(tmp)
         # Warm-up: page cache, the interpreter's first start.
         to_devnull(ctx.fake_cli, fake_cli.prompt(lines=1000).encode())
         through_runner(ctx.fake_cli, fake_cli.prompt(lines=1000).encode(), workdir)
         for _ in range(ctx.sizes.runner_repeats):
+            cpu_before = children_cpu()
             devnull.append(to_devnull(ctx.fake_cli, prompt))
+            devnull_cli_cpu.append(children_cpu() - cpu_before)
             piped.append(to_cat(ctx.fake_cli, prompt))
+            cpu_before = children_cpu()
             seconds, events, stdout_lines = through_runner(ctx.fake_cli, prompt, workdir)
+            runner_cli_cpu.append(children_cpu() - cpu_before)
             runner.append(seconds)
             if events != lines + 2 or stdout_lines < lines + 2:
                 raise RuntimeError(f"CliRun yielded {events} events for {lines + 2} lines")
@@ -117,12 +135,20 @@ def run(ctx: Context) -> BenchResult:
             baseline=baseline,
             unit="s",
         ),
+        Figure(
+            name="runner: the CLI's own CPU, piped to CliRun (baseline: to /dev/null)",
+            value=median(runner_cli_cpu),
+            baseline=median(devnull_cli_cpu),
+            unit="s",
+        ),
     ]
     raw = {
         "lines": lines,
         "runner_s": runner,
         "devnull_s": devnull,
         "cat_s": piped,
+        "runner_cli_cpu_s": runner_cli_cpu,
+        "devnull_cli_cpu_s": devnull_cli_cpu,
         "runner_lines_per_s": lines / value,
         "devnull_lines_per_s": lines / baseline,
     }
