@@ -21,10 +21,14 @@ class LinePiece:
 
 
 class LineSplitter:
-    """Splits a byte stream into lines without ever holding more than one line limit."""
+    """Splits a byte stream into lines without ever holding more than one line limit.
 
-    def __init__(self, max_line_bytes: int) -> None:
+    Of a line over the limit only its first `kept_bytes` are passed on (a truncated
+    piece): it cannot be parsed, and its head says what it was."""
+
+    def __init__(self, max_line_bytes: int, kept_bytes: int) -> None:
         self._max = max_line_bytes
+        self._kept = min(kept_bytes, max_line_bytes)
         self._partial = bytearray()
         self._discarding = False
 
@@ -47,7 +51,7 @@ class LineSplitter:
         else:
             self._partial += data
         if len(self._partial) > self._max:
-            pieces.append(LinePiece(bytes(self._partial[: self._max]), truncated=True))
+            pieces.append(LinePiece(bytes(self._partial[: self._kept]), truncated=True))
             self._partial = bytearray()
             self._discarding = True
         return pieces
@@ -73,7 +77,7 @@ class LineSplitter:
             if short:
                 pieces.append(LinePiece(b"\n".join(short)))
                 short = []
-            pieces.append(LinePiece(line[: self._max], truncated=True))
+            pieces.append(LinePiece(line[: self._kept], truncated=True))
         if short:
             pieces.append(LinePiece(b"\n".join(short)))
         return pieces
@@ -82,9 +86,9 @@ class LineSplitter:
 class StdoutDecoder:
     """stdout bytes → parsed, redacted events; decodes and redacts per chunk, not per line."""
 
-    def __init__(self, redactor: Redactor, max_line_bytes: int) -> None:
+    def __init__(self, redactor: Redactor, max_line_bytes: int, kept_bytes: int) -> None:
         self._redactor = redactor
-        self._splitter = LineSplitter(max_line_bytes)
+        self._splitter = LineSplitter(max_line_bytes, kept_bytes)
         self._parser = StdoutParser()
         self.lines = 0
 
@@ -132,9 +136,9 @@ class StdoutDecoder:
 class StderrDecoder:
     """stderr bytes → redacted stderr events, keeping a short tail for error messages."""
 
-    def __init__(self, redactor: Redactor, max_line_bytes: int) -> None:
+    def __init__(self, redactor: Redactor, max_line_bytes: int, kept_bytes: int) -> None:
         self._redactor = redactor
-        self._splitter = LineSplitter(max_line_bytes)
+        self._splitter = LineSplitter(max_line_bytes, kept_bytes)
         self._tail: deque[str] = deque()
         self._tail_chars = 0
 

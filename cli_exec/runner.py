@@ -51,6 +51,9 @@ class RunLimits:
     wall_timeout_s: float
     idle_timeout_s: float
     max_line_bytes: int = 1_048_576
+    # Of a longer line, what its raw event keeps: stored and pushed to every watcher, a
+    # line cut at 16 MiB would cost far more than the head that says what it was.
+    kept_line_bytes: int = 65_536
     max_output_bytes: int = 64 * 1_048_576
     result_grace_s: float = 2.0
     stop_grace_s: float = 2.0
@@ -58,7 +61,13 @@ class RunLimits:
 
     def __post_init__(self) -> None:
         # A zero limit would stop every run at once; fail at configuration time instead.
-        for name in ("wall_timeout_s", "idle_timeout_s", "max_line_bytes", "max_output_bytes"):
+        for name in (
+            "wall_timeout_s",
+            "idle_timeout_s",
+            "max_line_bytes",
+            "kept_line_bytes",
+            "max_output_bytes",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RunLimits.{name} must be positive, not {getattr(self, name)}")
         if not self.tick_s > 0:
@@ -93,8 +102,9 @@ class CliRun:
         self._command = command
         self._limits = limits
         redactor = Redactor(command.secrets)
-        self._stdout = StdoutDecoder(redactor, limits.max_line_bytes)
-        self._stderr = StderrDecoder(redactor, limits.max_line_bytes)
+        line_limits = (limits.max_line_bytes, limits.kept_line_bytes)
+        self._stdout = StdoutDecoder(redactor, *line_limits)
+        self._stderr = StderrDecoder(redactor, *line_limits)
         # Guards the stop request, which other threads may make.
         self._lock = threading.Lock()
         self._requested: StopReason | None = None

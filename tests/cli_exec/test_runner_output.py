@@ -84,7 +84,7 @@ def test_hundred_thousand_lines_all_arrive_in_order(command_in):
 
 
 def test_garbage_lines_become_raw_events_and_valid_lines_still_parse(command_in):
-    limits = replace(FAST, max_line_bytes=1000)
+    limits = replace(FAST, max_line_bytes=1000, kept_line_bytes=300)
 
     run = collect(command_in(fake_argv("garbage", "5000")), limits)
 
@@ -104,7 +104,8 @@ def test_garbage_lines_become_raw_events_and_valid_lines_still_parse(command_in)
     assert payloads[6] == (EventKind.UNKNOWN, {"type": "", "data": {"type": ["odd"]}})
     assert payloads[7] == (
         EventKind.RAW,
-        {"text": "A" * 1000, "error": "line too long", "truncated": True},
+        # Of the 5,000-byte line over the 1,000-byte limit, its 300-byte head.
+        {"text": "A" * 300, "error": "line too long", "truncated": True},
     )
     assert payloads[8] == (EventKind.TEXT, {"text": "still parsed", "partial": True})
     assert payloads[9][0] is EventKind.RESULT

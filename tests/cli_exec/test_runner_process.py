@@ -83,7 +83,15 @@ def test_closing_a_run_that_never_started_is_harmless(command_in):
 
 
 @pytest.mark.parametrize(
-    "field", ["wall_timeout_s", "idle_timeout_s", "max_line_bytes", "max_output_bytes", "tick_s"]
+    "field",
+    [
+        "wall_timeout_s",
+        "idle_timeout_s",
+        "max_line_bytes",
+        "kept_line_bytes",
+        "max_output_bytes",
+        "tick_s",
+    ],
 )
 def test_limits_refuse_non_positive_values(field):
     with pytest.raises(ValueError, match=field):
