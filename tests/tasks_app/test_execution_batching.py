@@ -128,3 +128,35 @@ def test_the_block_being_written_is_previewed_as_it_grows_and_stored_once(user, 
     text_seq = Task.objects.get(pk=task_id).events.get(kind="text").seq
     assert {p["after"] for p in previews} == {text_seq - 1}
     assert all(p["kind"] == "text" and p["payload"]["partial"] is True for p in previews)
+
+
+OVERSIZED_LINE_CLI = f"""\
+#!{sys.executable}
+import json, sys
+sys.stdin.read()
+print(json.dumps({{"type": "system", "subtype": "init", "session_id": "s-3"}}))
+delta = {{"type": "content_block_delta", "index": 0,
+         "delta": {{"type": "text_delta", "text": "y" * (17 * 1024 * 1024)}}}}
+print(json.dumps({{"type": "stream_event", "event": delta}}))
+print(json.dumps({{"type": "result", "subtype": "success", "is_error": False,
+                  "result": "done", "session_id": "s-3", "num_turns": 1,
+                  "total_cost_usd": 0.01, "duration_ms": 5, "usage": {{}}}}))
+"""
+
+
+def test_a_line_over_the_limit_is_stored_as_its_head_and_the_run_goes_on(user, tmp_path):
+    cli = tmp_path / "oversized-claude"
+    cli.write_text(OVERSIZED_LINE_CLI)
+    cli.chmod(0o755)
+    task = make_task(user)
+    assert claim_task(task, worker="test-worker")
+    with override_settings(
+        AGENT_CLI=str(cli), AGENT_WORKSPACE_ROOT=tmp_path / "ws", AGENT_SANDBOX="off"
+    ):
+        assert execute_claimed_task(task) == TaskStatus.SUCCEEDED
+    # A 17 MiB line over the 16 MiB limit: the stored event (what watchers get) is its
+    # 64 KiB head, and the lines after it still count.
+    raw = task.events.get(kind="raw").payload
+    assert raw["error"] == "line too long" and raw["truncated"] is True
+    assert raw["text"].startswith('{"type": "stream_event"') and len(raw["text"]) == 65_536
+    assert task.events.filter(kind="result").exists()
