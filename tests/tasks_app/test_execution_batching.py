@@ -15,24 +15,39 @@ from tasks_app.services.lifecycle import claim_task
 from tests.factories import make_task
 
 LINES = 3000
-CHATTY_CLI = f"""\
+
+
+def scripted_cli(session_id: str, body: str) -> str:
+    """A CLI for the host's interpreter: its init line, `body` (Python, where `delta(text)`
+    makes a text delta's line), its result line."""
+    return f"""\
 #!{sys.executable}
-import json, sys
+import json, sys, time
+def delta(text):
+    event = {{"type": "content_block_delta", "index": 0,
+             "delta": {{"type": "text_delta", "text": text}}}}
+    return json.dumps({{"type": "stream_event", "event": event}})
 sys.stdin.read()
-print(json.dumps({{"type": "system", "subtype": "init", "session_id": "s-1"}}))
-for i in range({LINES}):
-    delta = {{"type": "content_block_delta", "index": 0,
-             "delta": {{"type": "text_delta", "text": f"{{i}} "}}}}
-    print(json.dumps({{"type": "stream_event", "event": delta}}))
+print(json.dumps({{"type": "system", "subtype": "init", "session_id": "{session_id}"}}), flush=True)
+{textwrap.dedent(body).strip()}
 print(json.dumps({{"type": "result", "subtype": "success", "is_error": False,
-                  "result": "done", "session_id": "s-1", "num_turns": 1,
+                  "result": "done", "session_id": "{session_id}", "num_turns": 1,
                   "total_cost_usd": 0.01, "duration_ms": 5, "usage": {{}}}}))
 """
 
 
+CHATTY_CLI = scripted_cli(
+    "s-1",
+    f"""
+    for i in range({LINES}):
+        print(delta(f"{{i}} "))
+    """,
+)
+
+
 def test_fast_cli_output_is_stored_in_batches_not_a_round_trip_per_line(user, tmp_path):
     cli = tmp_path / "chatty-claude"
-    cli.write_text(textwrap.dedent(CHATTY_CLI))
+    cli.write_text(CHATTY_CLI)
     cli.chmod(0o755)
     task = make_task(user)
     assert claim_task(task, worker="test-worker")
@@ -62,20 +77,14 @@ def test_fast_cli_output_is_stored_in_batches_not_a_round_trip_per_line(user, tm
     assert len(inserts) <= LINES / 20
 
 
-PACED_CLI = f"""\
-#!{sys.executable}
-import json, sys, time
-sys.stdin.read()
-print(json.dumps({{"type": "system", "subtype": "init", "session_id": "s-2"}}), flush=True)
-for i in range(20):
-    delta = {{"type": "content_block_delta", "index": 0,
-             "delta": {{"type": "text_delta", "text": f"{{i}} "}}}}
-    print(json.dumps({{"type": "stream_event", "event": delta}}), flush=True)
-    time.sleep(0.02)
-print(json.dumps({{"type": "result", "subtype": "success", "is_error": False,
-                  "result": "done", "session_id": "s-2", "num_turns": 1,
-                  "total_cost_usd": 0.01, "duration_ms": 5, "usage": {{}}}}))
-"""
+PACED_CLI = scripted_cli(
+    "s-2",
+    """
+    for i in range(20):
+        print(delta(f"{i} "), flush=True)
+        time.sleep(0.02)
+    """,
+)
 
 
 def run_paced(user, tmp_path, flush_ms: int, hold_ms: int = 0) -> list[dict]:
@@ -130,18 +139,7 @@ def test_the_block_being_written_is_previewed_as_it_grows_and_stored_once(user, 
     assert all(p["kind"] == "text" and p["payload"]["partial"] is True for p in previews)
 
 
-OVERSIZED_LINE_CLI = f"""\
-#!{sys.executable}
-import json, sys
-sys.stdin.read()
-print(json.dumps({{"type": "system", "subtype": "init", "session_id": "s-3"}}))
-delta = {{"type": "content_block_delta", "index": 0,
-         "delta": {{"type": "text_delta", "text": "y" * (17 * 1024 * 1024)}}}}
-print(json.dumps({{"type": "stream_event", "event": delta}}))
-print(json.dumps({{"type": "result", "subtype": "success", "is_error": False,
-                  "result": "done", "session_id": "s-3", "num_turns": 1,
-                  "total_cost_usd": 0.01, "duration_ms": 5, "usage": {{}}}}))
-"""
+OVERSIZED_LINE_CLI = scripted_cli("s-3", 'print(delta("y" * (17 * 1024 * 1024)))')
 
 
 def test_a_line_over_the_limit_is_stored_as_its_head_and_the_run_goes_on(user, tmp_path):
