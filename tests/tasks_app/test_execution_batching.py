@@ -36,6 +36,22 @@ print(json.dumps({{"type": "result", "subtype": "success", "is_error": False,
 """
 
 
+def claimed_with_cli(user, tmp_path, script: str) -> tuple[Task, dict]:
+    """A claimed task, and the settings that run its attempt with `script` as the CLI.
+    The script is for the host's interpreter: these tests measure the event writer, not
+    the sandbox (which tests/tasks_app/engine/test_sandbox.py covers)."""
+    cli = tmp_path / "scripted-claude"
+    cli.write_text(script)
+    cli.chmod(0o755)
+    task = make_task(user)
+    assert claim_task(task, worker="test-worker")
+    return task, {
+        "AGENT_CLI": str(cli),
+        "AGENT_WORKSPACE_ROOT": tmp_path / "ws",
+        "AGENT_SANDBOX": "off",
+    }
+
+
 CHATTY_CLI = scripted_cli(
     "s-1",
     f"""
@@ -46,19 +62,8 @@ CHATTY_CLI = scripted_cli(
 
 
 def test_fast_cli_output_is_stored_in_batches_not_a_round_trip_per_line(user, tmp_path):
-    cli = tmp_path / "chatty-claude"
-    cli.write_text(CHATTY_CLI)
-    cli.chmod(0o755)
-    task = make_task(user)
-    assert claim_task(task, worker="test-worker")
-    # The scripted CLI is a host script for the host's interpreter: this test measures the
-    # event writer, not the sandbox (which tests/tasks_app/engine/test_sandbox.py covers).
-    with (
-        override_settings(
-            AGENT_CLI=str(cli), AGENT_WORKSPACE_ROOT=tmp_path / "ws", AGENT_SANDBOX="off"
-        ),
-        CaptureQueriesContext(connection) as queries,
-    ):
+    task, cli_settings = claimed_with_cli(user, tmp_path, CHATTY_CLI)
+    with override_settings(**cli_settings), CaptureQueriesContext(connection) as queries:
         status = execute_claimed_task(task)
     assert status == TaskStatus.SUCCEEDED
     texts = list(task.events.filter(kind="text").order_by("seq").values_list("payload", flat=True))
@@ -88,15 +93,9 @@ PACED_CLI = scripted_cli(
 
 
 def run_paced(user, tmp_path, flush_ms: int, hold_ms: int = 0) -> list[dict]:
-    cli = tmp_path / "paced-claude"
-    cli.write_text(PACED_CLI)
-    cli.chmod(0o755)
-    task = make_task(user)
-    assert claim_task(task, worker="test-worker")
+    task, cli_settings = claimed_with_cli(user, tmp_path, PACED_CLI)
     with override_settings(
-        AGENT_CLI=str(cli),
-        AGENT_WORKSPACE_ROOT=tmp_path / "ws",
-        AGENT_SANDBOX="off",
+        **cli_settings,
         AGENT_STREAM_FLUSH_MS=flush_ms,
         AGENT_STREAM_DELTA_HOLD_MS=hold_ms,
     ):
@@ -143,14 +142,8 @@ OVERSIZED_LINE_CLI = scripted_cli("s-3", 'print(delta("y" * (17 * 1024 * 1024)))
 
 
 def test_a_line_over_the_limit_is_stored_as_its_head_and_the_run_goes_on(user, tmp_path):
-    cli = tmp_path / "oversized-claude"
-    cli.write_text(OVERSIZED_LINE_CLI)
-    cli.chmod(0o755)
-    task = make_task(user)
-    assert claim_task(task, worker="test-worker")
-    with override_settings(
-        AGENT_CLI=str(cli), AGENT_WORKSPACE_ROOT=tmp_path / "ws", AGENT_SANDBOX="off"
-    ):
+    task, cli_settings = claimed_with_cli(user, tmp_path, OVERSIZED_LINE_CLI)
+    with override_settings(**cli_settings):
         assert execute_claimed_task(task) == TaskStatus.SUCCEEDED
     # A 17 MiB line over the 16 MiB limit: the stored event (what watchers get) is its
     # 64 KiB head, and the lines after it still count.
