@@ -10,7 +10,6 @@ Ratio: our wall time over the pool's (1.0 = no overhead).
 from __future__ import annotations
 
 import asyncio
-import resource
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from bench.context import Context
 from bench.httpclient import post_tasks
 from bench.procstat import CpuMeter
 from bench.report import BenchResult, Figure
-from bench.runner import cli_argv
+from bench.runner import children_cpu, cli_argv
 from bench.stack import Services
 
 NAME = "throughput"
@@ -42,13 +41,11 @@ def plain_pool(
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, range(warmup)))
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_before = children_cpu()
         started = time.perf_counter()
         list(pool.map(one, range(count)))
         wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return wall, cpu
+    return wall, children_cpu() - cpu_before
 
 
 def run_tasks(ctx: Context, services: Services, prompts: list[str], timeout_s: float) -> list:
