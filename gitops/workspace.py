@@ -7,11 +7,14 @@ hooks, symlinks in `.git`), so callers run them through a Runner that confines t
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.command import Git, GitError, GitErrorKind
+from gitops.command import Git, GitError, GitErrorKind, GitUser
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -157,6 +160,29 @@ def check_out_saved(git: Git, workspace: Path, *, saved: str, branch: str) -> st
     out = git.run(["sh", "-c", _CHECK_OUT_SAVED, "sh", "", saved, branch], cwd=workspace)
     start = out.strip().splitlines()[-1] if out.strip() else ""
     return None if start == RESTORE else start
+
+
+def copy_repository(template: Path, workspace: Path, owner: GitUser | None) -> None:
+    """The empty `workspace` made a copy of `template`'s repository (its `.git`), the
+    copy belonging to `owner` when given: what `check_out_saved` made of an empty
+    directory once, given to each new workspace without starting git again."""
+    target = workspace / ".git"
+    try:
+        shutil.copytree(template / ".git", target, symlinks=True)
+        if owner is not None:
+            for directory, _, files in os.walk(target):
+                os.lchown(directory, owner.uid, owner.gid)
+                for name in files:
+                    os.lchown(os.path.join(directory, name), owner.uid, owner.gid)
+    except OSError as exc:
+        shutil.rmtree(target, ignore_errors=True)  # never half a repository
+        raise file_error(exc, "the repository could not be copied") from exc
+
+
+def file_error(exc: OSError, what: str) -> GitError:
+    """A failure of our own file work on a repository, as git's would be classified."""
+    kind = GitErrorKind.DISK_FULL if exc.errno == errno.ENOSPC else GitErrorKind.OTHER
+    return GitError(kind, f"{what}: {exc}")
 
 
 # One confined start for the whole commit: stage everything, commit when anything is

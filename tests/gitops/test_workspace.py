@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from gitops import Git, GitAuth, GitError, GitErrorKind
+from gitops import Git, GitAuth, GitError, GitErrorKind, GitUser
 from gitops import mirror as mirrors
 from gitops import workspace as ws
 from gitops.command import classify, git_env
@@ -51,6 +52,28 @@ def test_a_directory_without_a_repository_is_cleared_and_made_one(tmp_path, mirr
     (workspace / ".hidden").mkdir()
     ws.check_out_saved(git, workspace, saved="", branch="main")
     assert sorted(p.name for p in workspace.iterdir()) == [".git"]
+
+
+def test_a_copied_repository_is_the_one_check_out_saved_makes_and_belongs_to_its_owner(
+    tmp_path,
+):
+    template, made, copied = tmp_path / "template", tmp_path / "made", tmp_path / "copied"
+    for directory in (template, made, copied):
+        directory.mkdir()
+    start = ws.check_out_saved(git, template, saved="", branch="main")
+    assert ws.check_out_saved(git, made, saved="", branch="main") == start
+    # Only root can give files away (as a root worker does, to the sandbox's user).
+    owner = GitUser(54321, 54322) if os.geteuid() == 0 else None
+    ws.copy_repository(template, copied, owner)
+    expected = (owner.uid, owner.gid) if owner else (os.geteuid(), os.getegid())
+    paths = [copied / ".git", *(copied / ".git").rglob("*")]
+    assert {(p.lstat().st_uid, p.lstat().st_gid) for p in paths} == {expected}
+    assert ws.head(git, copied) == start
+    assert git("symbolic-ref", "HEAD", cwd=copied).strip() == "refs/heads/main"
+    assert git("status", "--porcelain", "--ignored", cwd=copied) == ""
+    # A repository of its own: a commit in the copy leaves the template as it was.
+    commit_in(copied, {"notes.txt": "mine\n"}, "the agent's")
+    assert ws.head(git, template) == start
 
 
 def test_commit_all_keeps_the_agents_own_commits_and_adds_one_with_trailers(tmp_path, mirror):

@@ -28,7 +28,7 @@ from tasks_app.services.github import (
     RepositoryInfo,
 )
 from tasks_app.services.sessions import workspace_path
-from tasks_app.services.workspaces import clean_state, pulls
+from tasks_app.services.workspaces import clean_state, pulls, scratch
 from tasks_app.services.workspaces.gitsetup import (
     WorkspaceError,
     auth_for,
@@ -232,9 +232,13 @@ def _scratch_checkout(
     when this worker lacks it; the first attempt starts from an empty first commit."""
     if session.head_commit and marked == (SCRATCH_BRANCH, session.head_commit):
         return Checkout(workspace, SCRATCH_BRANCH, session.head_commit)
-    untouched = not session.head_commit and not any(workspace.iterdir())
-    wgit = untouched_workspace_git() if untouched else workspace_git([workspace], [])
-    start = ws.check_out_saved(wgit, workspace, saved=session.head_commit, branch=SCRATCH_BRANCH)
+    if not session.head_commit and not any(workspace.iterdir()):
+        start = scratch.first_checkout(workspace, SCRATCH_BRANCH)
+    else:
+        wgit = workspace_git([workspace], [])
+        start = ws.check_out_saved(
+            wgit, workspace, saved=session.head_commit, branch=SCRATCH_BRANCH
+        )
     if start is None:
         return _restore_bundle(session, workspace)
     if start != session.head_commit:  # the first attempt: its first commit is the saved one
