@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,21 +163,53 @@ def check_out_saved(git: Git, workspace: Path, *, saved: str, branch: str) -> st
     return None if start == RESTORE else start
 
 
-def copy_repository(template: Path, workspace: Path, owner: GitUser | None) -> None:
-    """The empty `workspace` made a copy of `template`'s repository (its `.git`), the
-    copy belonging to `owner` when given: what `check_out_saved` made of an empty
-    directory once, given to each new workspace without starting git again."""
-    target = workspace / ".git"
-    try:
-        shutil.copytree(template / ".git", target, symlinks=True)
-        if owner is not None:
-            for directory, _, files in os.walk(target):
-                os.lchown(directory, owner.uid, owner.gid)
-                for name in files:
-                    os.lchown(os.path.join(directory, name), owner.uid, owner.gid)
-    except OSError as exc:
-        shutil.rmtree(target, ignore_errors=True)  # never half a repository
-        raise file_error(exc, "the repository could not be copied") from exc
+@dataclass(frozen=True)
+class RepositoryImage:
+    """A small repository's `.git` held in memory (directories in creation order, files
+    with their modes), to write into new workspaces without starting git."""
+
+    directories: tuple[str, ...]
+    files: tuple[tuple[str, bytes, int], ...]
+
+    @classmethod
+    def read(cls, workspace: Path) -> RepositoryImage:
+        top = workspace / ".git"
+        directories, files = [".git"], []
+        for directory, dirs, names in os.walk(top):
+            dirs.sort()
+            base = Path(directory)
+            directories += [str((base / name).relative_to(workspace)) for name in dirs]
+            for name in sorted(names):
+                path = base / name
+                if path.is_symlink():
+                    raise ValueError(f"{path} is a symbolic link: not an image's")
+                mode = stat.S_IMODE(path.stat().st_mode)
+                files.append((str(path.relative_to(workspace)), path.read_bytes(), mode))
+        return cls(tuple(directories), tuple(files))
+
+    def write(self, workspace: Path, owner: GitUser | None) -> None:
+        """Into the empty `workspace`, every file belonging to `owner` when given; a
+        failure leaves nothing behind. Raises GitError."""
+        try:
+            for relative in self.directories:
+                path = workspace / relative
+                path.mkdir(0o755)
+                if owner is not None:
+                    os.chown(path, owner.uid, owner.gid)
+            for relative, content, mode in self.files:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+                fd = os.open(workspace / relative, flags, mode)
+                try:
+                    written = 0
+                    while written < len(content):
+                        written += os.write(fd, content[written:])
+                    if owner is not None:
+                        os.fchown(fd, owner.uid, owner.gid)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            shutil.rmtree(workspace / self.directories[0], ignore_errors=True)
+            raise file_error(exc, "the repository could not be written") from exc
 
 
 def file_error(exc: OSError, what: str) -> GitError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
@@ -54,26 +55,58 @@ def test_a_directory_without_a_repository_is_cleared_and_made_one(tmp_path, mirr
     assert sorted(p.name for p in workspace.iterdir()) == [".git"]
 
 
-def test_a_copied_repository_is_the_one_check_out_saved_makes_and_belongs_to_its_owner(
+def test_a_written_image_is_the_repository_check_out_saved_makes_and_belongs_to_its_owner(
     tmp_path,
 ):
-    template, made, copied = tmp_path / "template", tmp_path / "made", tmp_path / "copied"
-    for directory in (template, made, copied):
-        directory.mkdir()
-    start = ws.check_out_saved(git, template, saved="", branch="main")
-    assert ws.check_out_saved(git, made, saved="", branch="main") == start
+    made, written = tmp_path / "made", tmp_path / "written"
+    made.mkdir(), written.mkdir()
+    start = ws.check_out_saved(git, made, saved="", branch="main")
+    image = ws.RepositoryImage.read(made)
     # Only root can give files away (as a root worker does, to the sandbox's user).
     owner = GitUser(54321, 54322) if os.geteuid() == 0 else None
-    ws.copy_repository(template, copied, owner)
+    image.write(written, owner)
     expected = (owner.uid, owner.gid) if owner else (os.geteuid(), os.getegid())
-    paths = [copied / ".git", *(copied / ".git").rglob("*")]
+    paths = [written / ".git", *(written / ".git").rglob("*")]
     assert {(p.lstat().st_uid, p.lstat().st_gid) for p in paths} == {expected}
-    assert ws.head(git, copied) == start
-    assert git("symbolic-ref", "HEAD", cwd=copied).strip() == "refs/heads/main"
-    assert git("status", "--porcelain", "--ignored", cwd=copied) == ""
-    # A repository of its own: a commit in the copy leaves the template as it was.
-    commit_in(copied, {"notes.txt": "mine\n"}, "the agent's")
-    assert ws.head(git, template) == start
+    assert sorted(p.relative_to(written) for p in paths) == sorted(
+        p.relative_to(made) for p in [made / ".git", *(made / ".git").rglob("*")]
+    )
+    assert ws.head(git, written) == start
+    assert git("symbolic-ref", "HEAD", cwd=written).strip() == "refs/heads/main"
+    assert git("status", "--porcelain", "--ignored", cwd=written) == ""
+    commit_in(written, {"notes.txt": "mine\n"}, "the agent's")
+    assert ws.head(git, made) == start
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"), [(errno.ENOSPC, GitErrorKind.DISK_FULL), (errno.EPERM, GitErrorKind.OTHER)]
+)
+def test_an_image_that_fails_half_written_leaves_no_half_repository(
+    tmp_path, monkeypatch, error, kind
+):
+    made = tmp_path / "made"
+    made.mkdir()
+    ws.check_out_saved(git, made, saved="", branch="main")
+    image = ws.RepositoryImage.read(made)
+    workspace = tmp_path / "s"
+    workspace.mkdir()
+    written: list[int] = []
+
+    def write_some(fd: int, data: bytes) -> int:
+        if len(written) == 3:  # the fourth file: the disk is full, or refused
+            raise OSError(error, os.strerror(error))
+        written.append(fd)
+        return (
+            os.write.__wrapped__(fd, data) if hasattr(os.write, "__wrapped__") else real(fd, data)
+        )
+
+    real = os.write
+    monkeypatch.setattr(os, "write", write_some)
+    with pytest.raises(GitError) as failed:
+        image.write(workspace, None)
+    monkeypatch.undo()
+    assert failed.value.kind is kind and len(written) == 3
+    assert list(workspace.iterdir()) == []
 
 
 def test_commit_all_keeps_the_agents_own_commits_and_adds_one_with_trailers(tmp_path, mirror):
