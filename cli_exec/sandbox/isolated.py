@@ -32,7 +32,7 @@ class IsolatedRunner:
         return [
             self.config.bwrap,
             *layout.namespace_args(),
-            *layout.system_args(),
+            *layout.system_args(self.config.etc_view),
             *binds,
             "--remount-ro", "/",
             "--chdir", os.path.realpath(cwd),

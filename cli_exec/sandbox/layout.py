@@ -1,13 +1,13 @@
 """What a sandbox contains, as bubblewrap arguments: namespaces, and an allow-list of mounts.
 
 Nothing of the host is visible unless listed here: the system's programs and libraries
-read-only, a few named files of /etc, and whatever the run binds from descriptors (its
-workspace, its CLI config dir, the CLI's install). The root is an empty tmpfs.
+read-only, a copy of a few named entries of /etc (etc_view.py), and whatever the run
+binds from descriptors (its workspace, its CLI config dir, the CLI's install). The root
+is an empty tmpfs.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,18 +91,16 @@ def namespace_args() -> list[str]:
     ]  # fmt: skip
 
 
-def system_args() -> list[str]:
+def system_args(etc_view: str) -> list[str]:
+    """The system's programs read-only, `etc_view` (see etc_view.py) as /etc, and the
+    sandbox's own /proc, /dev and private tmpfs mounts."""
     args: list[str] = []
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    etc = list(ETC_ENTRIES) + sorted(
-        os.path.relpath(path, "/etc") for path in glob.glob("/etc/python3*")
-    )
-    for name in etc:
-        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    args += ["--ro-bind", etc_view, "/etc"]
     # Paths inside the sandbox: a private tmpfs each, not the host's /tmp.
     args += [
         "--proc", "/proc",  # a new procfs: only this sandbox's processes

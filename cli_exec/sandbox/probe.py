@@ -27,7 +27,7 @@ def probe(config: SandboxConfig, must_reach: Sequence[Path] = ()) -> str:
     bwrap = [
         config.bwrap,
         *layout.namespace_args(),
-        *layout.system_args(),
+        *layout.system_args(config.etc_view),
         *binds,
         "--",
         config.python, "-I", "-S", "-c", "import socket; socket.socket().close()",

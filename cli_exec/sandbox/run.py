@@ -39,6 +39,7 @@ class SandboxConfig:
     host_user: tuple[int, int] | None  # (uid, gid) to become before bwrap; None: stay
     limits: ResourceLimits
     limit_support: LimitSupport
+    etc_view: str  # the directory shown as /etc (etc_view.ensure)
 
 
 @dataclass(frozen=True)
@@ -156,9 +157,6 @@ class SandboxRun:
             self._mount(self._run_dir, writable=False, dest=layout.RUN_DIR)
         except OSError as exc:
             raise SandboxStartError(f"the sandbox could not be prepared: {exc}") from exc
-        self._file("/etc/passwd", layout.PASSWD.encode())
-        self._file("/etc/group", layout.GROUP.encode())
-        self._file("/etc/hosts", layout.HOSTS.encode())
         self._file(layout.INNER_SCRIPT, INNER_SOURCE)
 
     def close(self) -> None:
@@ -225,7 +223,7 @@ class SandboxRun:
         bwrap = [
             self.config.bwrap,
             *layout.namespace_args(),
-            *layout.system_args(),
+            *layout.system_args(self.config.etc_view),
             *layout.mount_args(self._mounts, self._files),
             "--chdir", os.path.realpath(command.cwd),
             "--",

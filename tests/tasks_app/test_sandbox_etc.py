@@ -1,0 +1,68 @@
+"""Which /etc view a worker's sandboxes start with: one per host state, looked for at each
+start, checked against the host every ETC_CHECK_S."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from cli_exec.sandbox import SandboxStartError, etc_view
+from tasks_app.services import sandboxing
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setattr(sandboxing, "_etc_checked", None)
+    with override_settings(AGENT_WORKSPACE_ROOT=str(tmp_path)):
+        yield tmp_path
+
+
+@pytest.fixture
+def signatures(monkeypatch) -> tuple[list[str], list[str]]:
+    """(each signature computed, the host's states: append one to change the host)."""
+    computed: list[str] = []
+    host = ["0000000000000001"]
+
+    def signature(etc: str = etc_view.HOST_ETC) -> str:
+        computed.append(host[-1])
+        return host[-1]
+
+    monkeypatch.setattr(etc_view, "signature", signature)
+    return computed, host
+
+
+def test_the_host_is_checked_once_an_interval_and_a_removed_view_made_again(
+    root, signatures, monkeypatch
+):
+    computed, _ = signatures
+    monkeypatch.setattr(sandboxing, "ETC_CHECK_S", 3600.0)
+    view = sandboxing.current_etc_view()
+    assert view == root / sandboxing.ETC_VIEWS_DIR / "0000000000000001"
+    assert (view / "passwd").is_file()
+    assert sandboxing.current_etc_view() == view and len(computed) == 1
+    # An operator cleared the workspace root: the next start makes it again.
+    shutil.rmtree(view)
+    assert sandboxing.current_etc_view() == view and view.is_dir() and len(computed) == 2
+
+
+def test_a_changed_host_gets_a_new_view_at_the_next_check_and_the_old_one_stays(
+    root, signatures, monkeypatch
+):
+    computed, host = signatures
+    monkeypatch.setattr(sandboxing, "ETC_CHECK_S", 0.0)
+    first = sandboxing.current_etc_view()
+    host.append("0000000000000002")
+    second = sandboxing.current_etc_view()
+    assert second.name == "0000000000000002" and first.is_dir()  # running sandboxes keep it
+    assert sandboxing.sandbox_config().etc_view == str(second)
+
+
+def test_a_view_that_cannot_be_made_refuses_the_sandbox(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandboxing, "_etc_checked", None)
+    (tmp_path / "file").write_text("not a directory")
+    with override_settings(AGENT_WORKSPACE_ROOT=str(tmp_path / "file")):
+        with pytest.raises(SandboxStartError, match="/etc could not be made"):
+            sandboxing.current_etc_view()
