@@ -100,9 +100,14 @@ def current_etc_view() -> Path:
     global _etc_checked
     checked = _etc_checked
     now = time.monotonic()
-    if checked is not None and now < checked[0] and checked[1].is_dir():
-        return checked[1]
     views = Path(settings.AGENT_WORKSPACE_ROOT) / ETC_VIEWS_DIR
+    if (
+        checked is not None
+        and now < checked[0]
+        and checked[1].parent == views
+        and checked[1].is_dir()
+    ):
+        return checked[1]
     try:
         view = etc_view.ensure(views)
         os.utime(view)  # chosen now: prune keeps it while anyone may use it

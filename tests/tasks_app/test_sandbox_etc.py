@@ -66,3 +66,12 @@ def test_a_view_that_cannot_be_made_refuses_the_sandbox(tmp_path, monkeypatch):
     with override_settings(AGENT_WORKSPACE_ROOT=str(tmp_path / "file")):
         with pytest.raises(SandboxStartError, match="/etc could not be made"):
             sandboxing.current_etc_view()
+
+
+def test_another_workspace_root_gets_its_own_view(root, signatures, monkeypatch):
+    monkeypatch.setattr(sandboxing, "ETC_CHECK_S", 3600.0)
+    first = sandboxing.current_etc_view()
+    other = root / "other"
+    with override_settings(AGENT_WORKSPACE_ROOT=str(other)):
+        assert sandboxing.current_etc_view() == other / sandboxing.ETC_VIEWS_DIR / first.name
+    assert sandboxing.current_etc_view() == first
