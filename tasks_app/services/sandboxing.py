@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from cli_exec.sandbox import (
     DEFAULT_UPSTREAM,
+    LimitSupport,
     ModelCredential,
     ResourceLimits,
     RunSpec,
@@ -88,36 +89,49 @@ def own_for_sandbox(*paths: Path) -> None:
 
 
 ETC_VIEWS_DIR = ".sandbox-etc"
-ETC_CHECK_S = 60.0  # how soon a change of the host's /etc reaches new sandboxes
-_etc_checked: tuple[float, Path] | None = None  # (next check, monotonic; the view)
+HOST_CHECK_S = 60.0  # how soon a change of the host's /etc or cgroups reaches new sandboxes
 
 
-def current_etc_view() -> Path:
-    """The /etc every sandbox of this process starts with (cli_exec.sandbox.etc_view):
-    looked for at each start, checked against the host's /etc every ETC_CHECK_S. No
-    lock: threads checking at once make the same view (its build is atomic), and a
-    lock held by the main process's gate thread at a pool's fork would stay held."""
-    global _etc_checked
-    checked = _etc_checked
+@dataclass(frozen=True)
+class HostFacts:
+    """What every sandbox of this process starts with, checked every HOST_CHECK_S."""
+
+    workspace_root: str
+    etc_view: Path  # cli_exec.sandbox.etc_view
+    limit_support: LimitSupport
+    next_check: float  # time.monotonic()
+
+
+_host_facts: HostFacts | None = None
+
+
+def host_facts() -> HostFacts:
+    """This machine's /etc view and cgroup support, looked up again every HOST_CHECK_S
+    (or at once when the view is gone or the workspace root changed). No lock: threads
+    checking at once make the same view (its build is atomic), and a lock held by the
+    main process's gate thread when the pool forks would stay held in the child."""
+    global _host_facts
+    facts = _host_facts
+    root = str(settings.AGENT_WORKSPACE_ROOT)
     now = time.monotonic()
-    views = Path(settings.AGENT_WORKSPACE_ROOT) / ETC_VIEWS_DIR
     if (
-        checked is not None
-        and now < checked[0]
-        and checked[1].parent == views
-        and checked[1].is_dir()
+        facts is not None
+        and now < facts.next_check
+        and facts.workspace_root == root
+        and facts.etc_view.is_dir()
     ):
-        return checked[1]
+        return facts
+    views = Path(root) / ETC_VIEWS_DIR
     try:
         view = etc_view.ensure(views)
         os.utime(view)  # chosen now: prune keeps it while anyone may use it
-        if checked is None or checked[1] != view:
+        if facts is None or facts.etc_view != view:
             # Longer than any attempt runs (its hard limit is the timeout + 300 s).
             etc_view.prune(views, view, max(7 * 86400, 4 * settings.AGENT_TASK_TIMEOUT_S))
     except OSError as exc:
         raise SandboxStartError(f"the sandbox's /etc could not be made: {exc}") from exc
-    _etc_checked = (now + ETC_CHECK_S, view)
-    return view
+    _host_facts = HostFacts(root, view, detect_limits(), now + HOST_CHECK_S)
+    return _host_facts
 
 
 def sandbox_config() -> SandboxConfig:
@@ -134,8 +148,9 @@ def sandbox_config() -> SandboxConfig:
         pids_max=settings.AGENT_SANDBOX_PIDS_MAX or None,
         memory_bytes=settings.AGENT_SANDBOX_MEMORY_MB * 1_048_576 or None,
     )
+    facts = host_facts()
     return SandboxConfig(
-        bwrap_path(), python, host_user, limits, detect_limits(), str(current_etc_view())
+        bwrap_path(), python, host_user, limits, facts.limit_support, str(facts.etc_view)
     )
 
 
