@@ -190,10 +190,16 @@ class RepositoryImage:
     def write(self, workspace: Path, owner: GitUser | None) -> None:
         """Into the empty `workspace`, every file belonging to `owner` when given; a
         failure leaves nothing behind. Raises GitError."""
+        top = workspace / self.directories[0]
+        try:
+            top.mkdir(0o755)  # first and alone: a repository already there is never touched
+        except OSError as exc:
+            raise file_error(exc, "the repository could not be written") from exc
         try:
             for relative in self.directories:
                 path = workspace / relative
-                path.mkdir(0o755)
+                if path != top:
+                    path.mkdir(0o755)
                 if owner is not None:
                     os.chown(path, owner.uid, owner.gid)
             for relative, content, mode in self.files:
@@ -208,7 +214,7 @@ class RepositoryImage:
                 finally:
                     os.close(fd)
         except OSError as exc:
-            shutil.rmtree(workspace / self.directories[0], ignore_errors=True)
+            shutil.rmtree(top, ignore_errors=True)
             raise file_error(exc, "the repository could not be written") from exc
 
 

@@ -109,6 +109,19 @@ def test_an_image_that_fails_half_written_leaves_no_half_repository(
     assert list(workspace.iterdir()) == []
 
 
+def test_an_image_is_never_written_over_a_repository_already_there(tmp_path):
+    made = tmp_path / "made"
+    made.mkdir()
+    ws.check_out_saved(git, made, saved="", branch="main")
+    workspace = tmp_path / "s"
+    (workspace / ".git").mkdir(parents=True)
+    (workspace / ".git" / "mine").write_text("someone's")
+    with pytest.raises(GitError) as failed:
+        ws.RepositoryImage.read(made).write(workspace, None)
+    assert failed.value.kind is GitErrorKind.OTHER
+    assert [p.name for p in (workspace / ".git").iterdir()] == ["mine"]
+
+
 def test_commit_all_keeps_the_agents_own_commits_and_adds_one_with_trailers(tmp_path, mirror):
     workspace = checkout(tmp_path, mirror, "one")
     start = ws.head(git, workspace)
