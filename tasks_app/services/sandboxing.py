@@ -121,7 +121,8 @@ def host_facts() -> HostFacts:
         and facts.etc_view.is_dir()
     ):
         return facts
-    views = Path(root) / ETC_VIEWS_DIR
+    # Resolved: bubblewrap starts in / and binds what it is given, as it is given.
+    views = Path(os.path.realpath(root)) / ETC_VIEWS_DIR
     try:
         view = etc_view.ensure(views)
         os.utime(view)  # chosen now: prune keeps it while anyone may use it

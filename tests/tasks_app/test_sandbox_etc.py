@@ -92,3 +92,12 @@ def test_the_cgroup_support_is_looked_up_with_the_view_not_at_every_start(
     monkeypatch.setattr(sandboxing, "_host_facts", replace(sandboxing.host_facts(), next_check=0))
     sandboxing.host_facts(), sandboxing.host_facts()
     assert looked_up == [1, 1]
+
+
+def test_a_relative_workspace_root_gives_an_absolute_view(tmp_path, signatures, monkeypatch):
+    monkeypatch.setattr(sandboxing, "_host_facts", None)
+    monkeypatch.chdir(tmp_path)
+    with override_settings(AGENT_WORKSPACE_ROOT="relative/root"):
+        view = sandboxing.host_facts().etc_view
+    assert view == tmp_path / "relative" / "root" / sandboxing.ETC_VIEWS_DIR / view.name
+    assert view.is_absolute() and view.is_dir()
