@@ -4,6 +4,8 @@ this process, equal to what git makes of an empty directory, owned by the sandbo
 from __future__ import annotations
 
 import os
+import pwd
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,3 +86,13 @@ def test_a_workspace_root_that_cannot_take_the_image_fails_as_a_git_error(tmp_pa
             scratch.first_checkout(workspace, "main")
     assert failed.value.kind is GitErrorKind.OTHER and "first commit" in str(failed.value)
     assert list(workspace.iterdir()) == [] and runner.started == []
+
+
+def test_a_new_workspace_names_neither_the_workers_user_nor_its_host(root):
+    workspace = new_workspace(root, "s")
+    scratch.first_checkout(workspace, "main")
+    files = [p for p in (workspace / ".git").rglob("*") if p.is_file()]
+    logs = [p.read_bytes() for p in files if "logs" in p.parts]
+    assert logs and all(b"Agentsite <agentsite@localhost>" in log for log in logs)
+    names = {socket.gethostname().encode(), pwd.getpwuid(os.geteuid()).pw_name.encode() + b" <"}
+    assert not [p for p in files for name in names if name in p.read_bytes()]

@@ -43,8 +43,15 @@ def _image(root: str, branch: str) -> tuple[ws.RepositoryImage, str]:
 
 
 def _make(root: Path, branch: str) -> tuple[ws.RepositoryImage, str]:
-    # Without git's sample hooks and description: 17 entries instead of 35.
-    git = replace(host_git(), config={**host_git().config, "init.templateDir": ""})
+    host = host_git()
+    config = {
+        **host.config,
+        "init.templateDir": "",  # without git's sample hooks: 17 entries instead of 35
+        # The reflog's identity: not the worker's user and host name (the agent reads it).
+        "user.name": "Agentsite",
+        "user.email": "agentsite@localhost",
+    }
+    git = replace(host, config=config)
     try:
         with tempfile.TemporaryDirectory(prefix=".scratch-image-", dir=root) as building:
             start = ws.check_out_saved(git, Path(building), saved="", branch=branch)
