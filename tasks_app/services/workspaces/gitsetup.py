@@ -58,7 +58,14 @@ def untouched_workspace_git() -> Git:
     """git in a workspace no agent has run in (made empty by this worker for a session
     that never ran): nothing there to distrust, so no sandbox to start; as the sandbox's
     user, whose files they become."""
-    return Git(HostRunner(sandbox_user()))
+    return Git(HostRunner(sandbox_user()), reflog_identity())
+
+
+def reflog_identity() -> dict[str, str]:
+    """Whom the worker's own git names in a workspace's reflog: AGENT_GIT_AUTHOR, never
+    git's guess from this machine's user and host name (the agent reads `.git`)."""
+    who = author()
+    return {"user.name": who.name, "user.email": who.email}
 
 
 def sandbox_user() -> GitUser | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from django.conf import settings
 
 from gitops import workspace as ws
-from tasks_app.services.workspaces.gitsetup import host_git, sandbox_user
+from tasks_app.services.workspaces.gitsetup import host_git, reflog_identity, sandbox_user
 
 _making = threading.Lock()  # one build per process (a threads pool's slots start together)
 _images: dict[tuple[str, str], tuple[ws.RepositoryImage, str]] = {}
@@ -47,9 +47,7 @@ def _make(root: Path, branch: str) -> tuple[ws.RepositoryImage, str]:
     config = {
         **host.config,
         "init.templateDir": "",  # without git's sample hooks: 17 entries instead of 35
-        # The reflog's identity: not the worker's user and host name (the agent reads it).
-        "user.name": "Agentsite",
-        "user.email": "agentsite@localhost",
+        **reflog_identity(),
     }
     git = replace(host, config=config)
     try:

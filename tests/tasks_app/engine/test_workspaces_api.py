@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,10 @@ def test_new_workspaces_take_the_machines_spare_checkout_and_it_is_made_again(
     assert hosted_github.read_file(REPO, retried.branch, "two.txt") == "two\n"
     assert hosted_github.read_file(REPO, retried.branch, "README.md") != "two\n"
     assert git_in(workspace, "branch", "--format=%(refname:short)").split() == [retried.branch]
+    # The worker's git named itself in the reflog, never this machine's user and host.
+    reflog = (workspace / ".git" / "logs" / "HEAD").read_text()
+    assert "Agentsite <agentsite@localhost>" in reflog
+    assert f"@{socket.gethostname()}" not in reflog
     # What the taken workspaces held is gone; the next spare stands ready.
     assert not any((workspace_root / ".spares").glob("*.trash/*"))
     assert not (spare / marker).exists() and git_in(spare, "status", "--porcelain") == ""
