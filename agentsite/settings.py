@@ -209,6 +209,12 @@ AGENT_SANDBOX_UID = env.int("AGENT_SANDBOX_UID", default=64100)
 AGENT_SANDBOX_GID = env.int("AGENT_SANDBOX_GID", default=64100)
 AGENT_SANDBOX_PIDS_MAX = env.int("AGENT_SANDBOX_PIDS_MAX", default=1024)  # 0: no limit
 AGENT_SANDBOX_MEMORY_MB = env.int("AGENT_SANDBOX_MEMORY_MB", default=4096)  # 0: no limit
+# All sandboxes together weigh this much for the CPU against one of the service's own
+# processes (100: as much; cgroup v2's scale), whenever both want the cores; 0: no
+# CPU group (each sandbox then weighs as much as the whole worker).
+AGENT_SANDBOX_CPU_WEIGHT = env.int("AGENT_SANDBOX_CPU_WEIGHT", default=10)
+if not 0 <= AGENT_SANDBOX_CPU_WEIGHT <= 10_000:
+    raise environ.ImproperlyConfigured("AGENT_SANDBOX_CPU_WEIGHT must be from 0 to 10000")
 
 # --- Agent workspaces (git) --------------------------------------------------------
 # Author of the commits the worker makes for the agent ("Name <email>").

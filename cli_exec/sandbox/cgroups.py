@@ -1,9 +1,17 @@
-"""Per-run resource limits through cgroups: a process limit and a memory limit.
+"""Per-run resource limits through cgroups: a process limit, a memory limit and the
+agents' CPU weight.
 
 cgroup v1 (a hierarchy per controller, as on this kind of machine) and v2 (one unified
 tree) are both handled; whichever is mounted and writable is used, and `describe()` says
 which limits hold so that readiness can report them. The run's first process joins its
 groups between fork and exec, so nothing the agent starts is ever outside them.
+
+The CPU weight is shared: every run's CPU group sits in one group of all agents
+(AGENTS_GROUP), weighted against the service's own processes, so that agents busy at
+once cannot take the cores from the worker that streams their lines or from the web
+process that serves them. Outside a CPU group each sandbox (a session of its own) is an
+autogroup of its own, as heavy as the whole worker. The weight only matters when the
+cores are contended: agents still use every idle cycle.
 """
 
 from __future__ import annotations
@@ -18,6 +26,11 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PREFIX = "agentsite-"
+# Not under _PREFIX: the sweep of stale run groups must never race a run starting in it.
+AGENTS_GROUP = "agentsite.agents"
+# cgroup v2's cpu.weight of an ordinary group, and v1's cpu.shares for the same.
+DEFAULT_CPU_WEIGHT = 100
+V1_SHARES_PER_WEIGHT = 1024 / DEFAULT_CPU_WEIGHT
 # A run's groups left behind (its worker was killed) are removed once this old and empty.
 STALE_AFTER_S = 60.0
 
@@ -26,6 +39,12 @@ STALE_AFTER_S = 60.0
 class ResourceLimits:
     pids_max: int | None  # processes and threads together, as the kernel counts them
     memory_bytes: int | None
+    # All runs together against one of the service's processes (cgroup v2's scale: 100
+    # weighs as much); None: runs compete as any other process does.
+    cpu_weight: int | None = None
+
+
+NO_LIMITS = ResourceLimits(None, None)
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,7 @@ class LimitSupport:
     pids: str | None  # "cgroup v1", "cgroup v2" or None
     memory: str | None
     reason: str = ""
+    cpu: str | None = None
 
     def describe(self, limits: ResourceLimits) -> str:
         parts = []
@@ -43,6 +63,9 @@ class LimitSupport:
         if limits.memory_bytes is not None:
             mib = limits.memory_bytes // 1_048_576
             parts.append(f"memory {mib} MiB ({self.memory})" if self.memory else "memory: none")
+        if limits.cpu_weight is not None:
+            weight = limits.cpu_weight
+            parts.append(f"agents' cpu weight {weight} ({self.cpu})" if self.cpu else "cpu: none")
         text = ", ".join(parts) or "no limits configured"
         return f"{text}; {self.reason}" if self.reason else text
 
@@ -91,21 +114,51 @@ def _v2_delegated_base() -> Path | None:
     return own if {"pids", "memory"} <= set(enabled) else None
 
 
+def _v2_delegates_cpu(base: Path) -> bool:
+    try:
+        return "cpu" in (base / "cgroup.subtree_control").read_text().split()
+    except OSError:
+        return False
+
+
 def detect() -> LimitSupport:
     v2 = _v2_delegated_base()
     if v2 is not None:
-        return LimitSupport(pids="cgroup v2", memory="cgroup v2")
-    pids = _own_v1_path("pids")
-    memory = _own_v1_path("memory")
-    pids_ok = _writable_dir(pids)
-    memory_ok = _writable_dir(memory)
-    missing = [name for name, ok in (("pids", pids_ok), ("memory", memory_ok)) if not ok]
+        cpu_ok = _v2_delegates_cpu(v2)
+        return LimitSupport(
+            pids="cgroup v2",
+            memory="cgroup v2",
+            cpu="cgroup v2" if cpu_ok else None,
+            reason="" if cpu_ok else "cgroup v2 cpu not delegated to the worker",
+        )
+    pids_ok = _writable_dir(_own_v1_path("pids"))
+    memory_ok = _writable_dir(_own_v1_path("memory"))
+    cpu_ok = _writable_dir(_own_v1_path("cpu"))
+    found = (("pids", pids_ok), ("memory", memory_ok), ("cpu", cpu_ok))
+    missing = [name for name, ok in found if not ok]
     reason = f"cgroup {', '.join(missing)} not writable by the worker" if missing else ""
     return LimitSupport(
         pids="cgroup v1" if pids_ok else None,
         memory="cgroup v1" if memory_ok else None,
         reason=reason,
+        cpu="cgroup v1" if cpu_ok else None,
     )
+
+
+def _agents_group(base: Path, weight: int, version: int) -> Path:
+    """The group of all agents' runs under `base`, made if missing, weighted `weight`
+    (written at every run: a changed setting holds from the next run on)."""
+    group = base / AGENTS_GROUP
+    group.mkdir(exist_ok=True)
+    if version == 2:
+        # Its runs' groups need the controllers handed down ("no internal processes":
+        # this group never holds one itself).
+        (group / "cgroup.subtree_control").write_text("+cpu +pids +memory")
+        (group / "cpu.weight").write_text(str(weight))
+    else:
+        shares = max(2, round(weight * V1_SHARES_PER_WEIGHT))  # v1's smallest is 2
+        (group / "cpu.shares").write_text(str(shares))
+    return group
 
 
 @dataclass
@@ -125,7 +178,7 @@ class RunGroups:
         groups = cls(limits)
         try:
             if support.pids == "cgroup v2":
-                groups._create_v2(name)
+                groups._create_v2(name, support)
             else:
                 groups._create_v1(name, support)
         except OSError:
@@ -133,9 +186,11 @@ class RunGroups:
             raise
         return groups
 
-    def _create_v2(self, name: str) -> None:
+    def _create_v2(self, name: str, support: LimitSupport) -> None:
         base = _v2_delegated_base()
         assert base is not None  # noqa: S101 - detect() said it exists
+        if self.limits.cpu_weight is not None and support.cpu:
+            base = _agents_group(base, self.limits.cpu_weight, version=2)
         group = base / f"{_PREFIX}{name}"
         group.mkdir()
         self.paths.append(group)
@@ -170,6 +225,16 @@ class RunGroups:
             (group / "memory.limit_in_bytes").write_text(str(self.limits.memory_bytes))
             with contextlib.suppress(OSError):
                 (group / "memory.memsw.limit_in_bytes").write_text(str(self.limits.memory_bytes))
+            self._procs_files.append(str(group / "cgroup.procs"))
+        if self.limits.cpu_weight is not None and support.cpu:
+            own = _own_v1_path("cpu")
+            assert own is not None  # noqa: S101
+            agents = _agents_group(own, self.limits.cpu_weight, version=1)
+            # A group per run under it: runs share the agents' weight evenly, however
+            # many processes each one starts.
+            group = agents / f"{_PREFIX}{name}"
+            group.mkdir()
+            self.paths.append(group)
             self._procs_files.append(str(group / "cgroup.procs"))
 
     @property
@@ -219,9 +284,14 @@ def sweep_stale(support: LimitSupport) -> int:
     one still in use is never empty, and rmdir refuses it."""
     if support.pids == "cgroup v2":
         bases = [_v2_delegated_base()]
+        cpu_base = bases[0] if support.cpu else None
     else:
         bases = [_own_v1_path("pids") if support.pids else None]
         bases.append(_own_v1_path("memory") if support.memory else None)
+        cpu_base = _own_v1_path("cpu") if support.cpu else None
+        bases.append(cpu_base)
+    if cpu_base is not None:
+        bases.append(cpu_base / AGENTS_GROUP)
     removed = 0
     cutoff = time.time() - STALE_AFTER_S
     for base in (b for b in bases if b is not None):

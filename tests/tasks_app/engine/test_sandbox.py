@@ -340,7 +340,7 @@ def test_cgroups_of_finished_runs_are_removed(sandbox_worker, fake_model, owner)
     assert wait_for_status(task.pk, S.terminal()).status == S.SUCCEEDED
     left = [
         path
-        for controller in ("pids", "memory")
+        for controller in ("pids", "memory", "cpu")
         for path in Path("/sys/fs/cgroup", controller).rglob(f"agentsite-t{task.pk}a*")
     ]
     assert left == []
