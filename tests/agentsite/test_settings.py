@@ -49,3 +49,15 @@ def test_the_agent_sandbox_is_on_unless_turned_off():
     refused = manage("check", env={"PATH": "/usr/bin:/bin", "AGENT_SANDBOX": "maybe"})
     assert refused.returncode != 0
     assert "AGENT_SANDBOX must be on or off" in refused.stderr
+
+
+def test_the_agents_cpu_weight_is_10_and_out_of_range_is_refused():
+    show = "from django.conf import settings; print(settings.AGENT_SANDBOX_CPU_WEIGHT)"
+    done = manage("shell", "-c", show, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "10"
+    for wrong in ("-1", "10001"):
+        env = {"PATH": "/usr/bin:/bin", "AGENT_SANDBOX_CPU_WEIGHT": wrong}
+        refused = manage("check", env=env)
+        assert refused.returncode != 0
+        assert "AGENT_SANDBOX_CPU_WEIGHT must be from 0 to 10000" in refused.stderr
