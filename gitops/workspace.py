@@ -132,9 +132,11 @@ _INITIAL_ENV = {
 }
 
 
+# `git mktree` of nothing stores the empty tree (EMPTY_TREE) and names it: git knows that
+# tree without it, but `git fsck` (which an agent may run) reports it missing.
 _INITIAL_COMMIT = (
     " ".join(f"{k}='{v}'" for k, v in _INITIAL_ENV.items())
-    + f" git commit-tree {EMPTY_TREE} -m 'Start of the session'"
+    + " git commit-tree $(git mktree </dev/null) -m 'Start of the session'"
 )
 RESTORE = "restore"
 # A repository-less session's workspace in one confined start: the repository (made if

@@ -55,6 +55,20 @@ def test_a_directory_without_a_repository_is_cleared_and_made_one(tmp_path, mirr
     assert sorted(p.name for p in workspace.iterdir()) == [".git"]
 
 
+def test_a_new_sessions_repository_holds_every_object_its_first_commit_names(tmp_path):
+    """The empty first commit's tree is stored, not only known to git: `git fsck`,
+    which an agent may well run, finds nothing missing, here and in a written image."""
+    made, written = tmp_path / "made", tmp_path / "written"
+    made.mkdir(), written.mkdir()
+    start = ws.check_out_saved(git, made, saved="", branch="main")
+    ws.RepositoryImage.read(made).write(written, None)
+    for workspace in (made, written):
+        assert git("rev-parse", f"{start}^{{tree}}", cwd=workspace).strip() == ws.EMPTY_TREE
+        git("fsck", "--strict", "--no-dangling", cwd=workspace)
+    # The commit itself is the same on every machine (a saved session names it).
+    assert start == "51fc36a9f4554613c166dad31a4a80127210c994"
+
+
 def test_a_written_image_is_the_repository_check_out_saved_makes_and_belongs_to_its_owner(
     tmp_path,
 ):
