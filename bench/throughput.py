@@ -25,7 +25,8 @@ from bench.stack import Services
 
 NAME = "throughput"
 NEEDS_STACK = True
-GOAL_RATIO = 1.2
+# Wall time against the plain pool's (issue 14's goal; the first bench asked 1.2).
+GOAL_RATIO = 2.0
 GOAL_WORKER_CPU_MS = 10.0
 POSTERS = 4
 
@@ -79,7 +80,7 @@ def run(ctx: Context) -> BenchResult:
         rate,
         pool_rate,
         "tasks/s",
-        goal=f"time ratio <= {GOAL_RATIO}",
+        goal=f"time ratio ≤ {GOAL_RATIO:g}",
         met=wall / pool_wall <= GOAL_RATIO,
         ratio=wall / pool_wall,
     )

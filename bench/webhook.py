@@ -29,7 +29,9 @@ from tests.tasks_app.github import payloads
 
 NAME = "webhook"
 NEEDS_STACK = True
-GOAL_P99_MS = 25.0
+# The webhook's p99 against healthz's on the same bursts (issue 14's goal; the first
+# bench's, p99 < 25 ms, would need about 0.25 ms of Python a request).
+GOAL_P99_RATIO = 1.5
 DRAIN_TIMEOUT_S = 120.0
 
 
@@ -120,8 +122,8 @@ def run(ctx: Context) -> BenchResult:
                 hook.p99,
                 base.p99,
                 "ms",
-                goal=f"p99 < {GOAL_P99_MS:g} ms",
-                met=hook.p99 < GOAL_P99_MS,
+                goal=f"≤ {GOAL_P99_RATIO:g}x healthz",
+                met=hook.p99 <= GOAL_P99_RATIO * base.p99,
             ),
         ]
         raw[f"web_processes_{web_processes}"] = {
