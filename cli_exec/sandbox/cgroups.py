@@ -83,6 +83,13 @@ def _own_v1_path(controller: str) -> Path | None:
     return None
 
 
+def _own_v1_base(controller: str) -> Path:
+    """This process's group in the v1 hierarchy detect() found writable."""
+    own = _own_v1_path(controller)
+    assert own is not None  # noqa: S101 - detect() said it exists
+    return own
+
+
 def _own_v2_path() -> Path | None:
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
@@ -186,14 +193,21 @@ class RunGroups:
             raise
         return groups
 
+    def _make_group(self, parent: Path, name: str) -> Path:
+        """The run's group under `parent`: made, removed with the run, joined by the
+        run's first process."""
+        group = parent / f"{_PREFIX}{name}"
+        group.mkdir()
+        self.paths.append(group)
+        self._procs_files.append(str(group / "cgroup.procs"))
+        return group
+
     def _create_v2(self, name: str, support: LimitSupport) -> None:
         base = _v2_delegated_base()
         assert base is not None  # noqa: S101 - detect() said it exists
         if self.limits.cpu_weight is not None and support.cpu:
             base = _agents_group(base, self.limits.cpu_weight, version=2)
-        group = base / f"{_PREFIX}{name}"
-        group.mkdir()
-        self.paths.append(group)
+        group = self._make_group(base, name)
         self.version = 2
         self.pids_dir = self.memory_dir = group
         if self.limits.pids_max is not None:
@@ -203,39 +217,23 @@ class RunGroups:
             # Swap would turn a memory hog into a machine-wide slowdown instead of a kill.
             with contextlib.suppress(FileNotFoundError):
                 (group / "memory.swap.max").write_text("0")
-        self._procs_files.append(str(group / "cgroup.procs"))
 
     def _create_v1(self, name: str, support: LimitSupport) -> None:
         if self.limits.pids_max is not None and support.pids:
-            own = _own_v1_path("pids")
-            assert own is not None  # noqa: S101
-            group = own / f"{_PREFIX}{name}"
-            group.mkdir()
-            self.paths.append(group)
+            group = self._make_group(_own_v1_base("pids"), name)
             self.pids_dir = group
             (group / "pids.max").write_text(str(self.limits.pids_max))
-            self._procs_files.append(str(group / "cgroup.procs"))
         if self.limits.memory_bytes is not None and support.memory:
-            own = _own_v1_path("memory")
-            assert own is not None  # noqa: S101
-            group = own / f"{_PREFIX}{name}"
-            group.mkdir()
-            self.paths.append(group)
+            group = self._make_group(_own_v1_base("memory"), name)
             self.memory_dir = group
             (group / "memory.limit_in_bytes").write_text(str(self.limits.memory_bytes))
             with contextlib.suppress(OSError):
                 (group / "memory.memsw.limit_in_bytes").write_text(str(self.limits.memory_bytes))
-            self._procs_files.append(str(group / "cgroup.procs"))
         if self.limits.cpu_weight is not None and support.cpu:
-            own = _own_v1_path("cpu")
-            assert own is not None  # noqa: S101
-            agents = _agents_group(own, self.limits.cpu_weight, version=1)
+            agents = _agents_group(_own_v1_base("cpu"), self.limits.cpu_weight, version=1)
             # A group per run under it: runs share the agents' weight evenly, however
             # many processes each one starts.
-            group = agents / f"{_PREFIX}{name}"
-            group.mkdir()
-            self.paths.append(group)
-            self._procs_files.append(str(group / "cgroup.procs"))
+            self._make_group(agents, name)
 
     @property
     def procs_files(self) -> tuple[str, ...]:
