@@ -108,9 +108,17 @@ class Publisher:
         self._pid = 0
         self._unread = 0
         self._lock = threading.Lock()
+        self._failures = 0
 
     def publish(self, channel: str, data: bytes) -> None:
+        failures_before = self._failures
         with self._lock:
+            if self._failures != failures_before:
+                # The send this one waited behind has just failed: Redis is down or silent.
+                # Threads of one process share this publisher; each trying in turn would
+                # wait out a timeout of its own, one after the other (every slot of a
+                # threads worker stalled for all of them together).
+                raise redis.ConnectionError("Redis failed a publish this one waited behind")
             try:
                 connection = self._connected()
                 self._read_replies(connection)
@@ -118,6 +126,7 @@ class Publisher:
                 connection.send_command("PUBLISH", channel, data, check_health=False)
                 self._unread += 1
             except BaseException:
+                self._failures += 1
                 self._drop()
                 raise
 

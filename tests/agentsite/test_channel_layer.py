@@ -6,16 +6,28 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import socket
+import sys
+import threading
 import uuid
 
 import pytest
+import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from agentsite import channel_layer
-from agentsite.channel_layer import MAX_UNREAD_REPLIES, BoundedPubSubChannelLayer, DropOldestQueue
+from agentsite.channel_layer import (
+    MAX_UNREAD_REPLIES,
+    BoundedPubSubChannelLayer,
+    DropOldestQueue,
+    Publisher,
+)
 from tests.channel_layers import subscribed
 from tests.fakes.tcp_proxy import ProxyMode, TcpProxy
+from tests.live import wait_until
 from tests.tasks_app.engine.outages import redis_address
 
 
@@ -190,6 +202,49 @@ def test_a_forked_child_publishes_on_a_connection_of_its_own():
     for n in range(2 * MAX_UNREAD_REPLIES):
         sender.group_send_blocking("task.7", {"type": "task.events", "n": n})
     assert sender._publishers()[0]._connection is parent_connection
+
+
+def waiting_in_publish(thread: threading.Thread) -> bool:
+    """Whether `thread`'s innermost Python frame is Publisher.publish itself: the only
+    thing it blocks on there is the publisher's lock."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    return frame is not None and frame.f_code is Publisher.publish.__code__
+
+
+def test_threads_waiting_behind_a_failed_publish_fail_with_it_instead_of_each_waiting():
+    # A Redis gone silent: it takes the connection and never answers.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        pool = redis.ConnectionPool(
+            host="127.0.0.1",
+            port=silent.getsockname()[1],
+            socket_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+        )
+        publisher = Publisher(pool)
+        errors: dict[str, str] = {}
+
+        def send(name: str) -> None:
+            try:
+                publisher.publish("task.8", b"x")
+            except RedisError as exc:
+                errors[name] = str(exc)
+
+        first = threading.Thread(target=send, args=("first",))
+        first.start()
+        accepted, _ = silent.accept()  # it waits for the answer to its connection's set-up
+        behind = [threading.Thread(target=send, args=(f"behind-{i}",)) for i in range(4)]
+        for thread in behind:
+            thread.start()
+        wait_until(lambda: all(waiting_in_publish(t) for t in behind), 10, "four waiting")
+        for thread in (first, *behind):
+            thread.join(30)
+        silent.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            silent.accept()  # none of the four opened a connection of its own
+        accepted.close()
+        pool.disconnect()
+    assert "Timeout" in errors["first"]
+    assert all("waited behind" in errors[f"behind-{i}"] for i in range(4)), errors
 
 
 @pytest.mark.parametrize("shape", [ProxyMode.REFUSE, ProxyMode.BLACKHOLE])
