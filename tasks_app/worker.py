@@ -6,6 +6,7 @@
 - Jobs run in pool processes (prefork) or in threads of the main process (threads pool,
   AGENT_WORKER_POOL=threads): per-process set-up goes wherever the jobs run.
 - On SIGTERM the running CLIs get AGENT_SHUTDOWN_GRACE_S to finish, then are handed back.
+- Jobs run in threads keep Celery's hard time limit (tasks_app.thread_time_limits).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from cli_exec.tls import client_tls
 from tasks_app.services import broadcast, draining, sandboxing
 from tasks_app.services.cli_binary import CliUnavailable, cli_version
 from tasks_app.services.dispatch import AGENT_QUEUE
+from tasks_app.thread_time_limits import ThreadJobLimits
 
 log = structlog.get_logger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -72,6 +74,37 @@ def trace_jobs_in_threads(sender: Any, **_: Any) -> None:
     # No pool process is forked: the main process, whose threads run the jobs, traces.
     if jobs_run_in_main_process(sender):
         telemetry.start_tracing("worker")
+
+
+# Set in a worker whose jobs run in its own threads, where Celery ignores time limits.
+THREAD_JOB_LIMITS: list[ThreadJobLimits] = []
+
+
+@worker_init.connect
+def limit_jobs_in_threads(sender: Any, **_: Any) -> None:
+    if jobs_run_in_main_process(sender):
+        THREAD_JOB_LIMITS.append(ThreadJobLimits())
+
+
+def hard_time_limit(task: Any) -> float | None:
+    """The limit Celery's prefork pool would apply to this job (per message, per task,
+    or the app's task_time_limit)."""
+    from_message = (task.request.timelimit or (None, None))[0]
+    return from_message or task.time_limit or task.app.conf.task_time_limit
+
+
+@task_prerun.connect
+def watch_job_time_limit(task_id: str, task: Any, **_: Any) -> None:
+    limit_s = hard_time_limit(task)
+    for limits in THREAD_JOB_LIMITS:
+        if limit_s:
+            limits.job_started(task_id, task.name, limit_s)
+
+
+@task_postrun.connect
+def forget_job_time_limit(task_id: str, **_: Any) -> None:
+    for limits in THREAD_JOB_LIMITS:
+        limits.job_ended(task_id)
 
 
 @worker_init.connect

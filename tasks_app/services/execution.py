@@ -17,7 +17,7 @@ from functools import partial
 
 import structlog
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from cli_exec import CliStartError
@@ -137,8 +137,9 @@ def record_pid(task: Task, attempt: int, pid: int) -> None:
 def hand_back_connection() -> None:
     """In a threads pool every slot's thread would hold a database connection for its
     whole run, and slots beyond the pool's DATABASE_POOL_MAX_SIZE would wait for one; so
-    between writes the thread gives it back (a prefork slot keeps its own)."""
-    if settings.AGENT_WORKER_POOL == "threads":
+    between writes the thread gives it back (a prefork slot keeps its own). Never in the
+    middle of a transaction (a caller's atomic block)."""
+    if settings.AGENT_WORKER_POOL == "threads" and not connection.in_atomic_block:
         close_old_connections()
 
 
