@@ -136,9 +136,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AGENT_CLI = env.str("AGENT_CLI", default="")  # resolved by tasks_app.services.cli_binary
 AGENT_WORKSPACE_ROOT = Path(env.str("AGENT_WORKSPACE_ROOT", default=str(VAR_DIR / "workspaces")))
 AGENT_MAX_CONCURRENCY = env.int("AGENT_MAX_CONCURRENCY", default=4)
-# How a worker holds its slots: "prefork" (a pool process per slot) or "threads" (one
-# process supervising every slot's CLI from a thread of its own; see bench `slots`).
-AGENT_WORKER_POOL = env.str("AGENT_WORKER_POOL", default="prefork")
+# How a worker holds its slots: "threads" (one process supervising every slot's CLI from
+# a thread of its own) or "prefork" (a pool process per slot). Threads measured a tenth
+# of prefork's memory per slot and about half its CPU per streamed line (bench `slots`,
+# `streaming`); their jobs keep the hard time limit (tasks_app.thread_time_limits).
+AGENT_WORKER_POOL = env.str("AGENT_WORKER_POOL", default="threads")
 if AGENT_WORKER_POOL not in ("prefork", "threads"):
     raise environ.ImproperlyConfigured(
         f"AGENT_WORKER_POOL must be prefork or threads, not {AGENT_WORKER_POOL!r}"

@@ -70,8 +70,9 @@ class StackConfig:
 
 
 def worker_pool() -> str:
-    """The pool every benchmark's worker uses unless it sets its own (AGENT_WORKER_POOL)."""
-    return os.environ.get("AGENT_WORKER_POOL", "prefork")
+    """The pool every benchmark's worker uses unless it sets its own (AGENT_WORKER_POOL,
+    else the service's default)."""
+    return os.environ.get("AGENT_WORKER_POOL", "threads")
 
 
 def worker_processes() -> int:
@@ -124,7 +125,7 @@ def environment(config: StackConfig, github_port: int) -> dict[str, str]:
         "AGENT_MAX_WS_PER_USER": "2000",
         "API_THROTTLE_RATE": "1000000/minute",
         "WEB_CONCURRENCY": "1",
-        # `AGENT_WORKER_POOL=threads python -m bench` measures everything on the threads
+        # `AGENT_WORKER_POOL=prefork python -m bench` measures everything on the prefork
         # pool (bench `slots` sets each worker's pool itself).
         "AGENT_WORKER_POOL": worker_pool(),
         # `AGENT_STREAM_PREVIEW_MS=0 python -m bench` measures the stream's other settings;

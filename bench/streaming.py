@@ -6,10 +6,10 @@ Each task has one client on /ws/tasks/<id>/. Measured per delta: the time the CL
 into it to the time the client coroutine got it (through pipe, CliRun, the database,
 the channel layer and the consumer). Baseline: Redis PUBLISH → SUBSCRIBE of the same
 number of messages per channel at the same pace (the floor of any cross-process push).
-A short stream runs first as warm-up. With the default prefork pool, the N streams run
-again on the threads pool with a worker per core (docs/deploy.md's layout for many
-slots), side by side. Worker CPU per line is read from /proc mid-stream, where only lines
-are handled (see efficiency_figures).
+A short stream runs first as warm-up. The N streams then run again, side by side, on the
+threads pool with a worker per core (docs/deploy.md's layout for many slots) and, with
+the default threads pool, on prefork. Worker CPU per line is read from /proc
+mid-stream, where only lines are handled (see efficiency_figures).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bench.context import Context
 from bench.httpclient import post_tasks
 from bench.procstat import CpuMeter
 from bench.report import BenchResult, Figure
-from bench.stack import Services, one_connection_per_slot, worker_pool
+from bench.stack import Services, one_connection_per_slot, worker_pool, worker_processes
 from bench.stats import Summary, summarize_ms
 from bench.ws import Watch, redis_round_trips, run_loop, watch_tasks
 
@@ -41,6 +41,7 @@ START_TIMEOUT_S = 120.0
 # Web's pool (DATABASE_POOL_MAX_SIZE, 20), the worker's main process, the bench itself.
 WEB_AND_BENCH_CONNECTIONS = 25
 THREADS_LAYOUT = "threads pool, a worker per core"
+PREFORK_LAYOUT = "prefork pool"
 
 
 # The mid-stream window ends when every stream has this share of its lines: before
@@ -259,6 +260,21 @@ def measure_plan(
     return figures, raw
 
 
+def other_layouts(streams: int) -> list[tuple[str, str, dict[str, str], int]]:
+    """(name, key, worker settings, worker processes) of the layouts measured beside the
+    default one (a worker of the default pool): the threads pool with a worker per core,
+    docs/deploy.md's layout for many slots, and the other pool."""
+    cores = os.cpu_count() or 1
+    layouts = []
+    default_is_per_core = worker_pool() == "threads" and worker_processes() == cores
+    if cores > 1 and streams % cores == 0 and not default_is_per_core:
+        layouts.append((THREADS_LAYOUT, "threads", {"AGENT_WORKER_POOL": "threads"}, cores))
+    if worker_pool() == "threads":
+        prefork = {"AGENT_WORKER_POOL": "prefork", "DATABASE_POOL_MAX_SIZE": "1"}
+        layouts.append((PREFORK_LAYOUT, "prefork", prefork, 1))
+    return layouts
+
+
 def run(ctx: Context) -> BenchResult:
     sizes = ctx.sizes
     single = Plan(1, sizes.stream_lines_single, sizes.stream_interval_single_ms)
@@ -274,17 +290,12 @@ def run(ctx: Context) -> BenchResult:
         for plan in (single, multi):
             plan_figures, raw[f"streams_{plan.streams}"] = measure_plan(ctx, services, plan)
             figures += plan_figures
-    # The layout docs/deploy.md gives many slots: a threads worker per core, beside
-    # the default prefork pool's figures.
-    cores = os.cpu_count() or 1
-    if worker_pool() == "prefork" and multi.streams % cores == 0:
-        layout = THREADS_LAYOUT
-        threads = {"AGENT_WORKER_POOL": "threads"}
+    for layout, key, env, processes in other_layouts(multi.streams):
         with ctx.services(
-            "bench-stream-threads", multi.streams, threads, worker_processes=cores
+            f"bench-stream-{key}", multi.streams, env, worker_processes=processes
         ) as services:
             stream_tasks(ctx, services, **WARM_UP)
-            plan_figures, raw[f"streams_{multi.streams}_threads"] = measure_plan(
+            plan_figures, raw[f"streams_{multi.streams}_{key}"] = measure_plan(
                 ctx, services, multi, layout
             )
             figures += plan_figures

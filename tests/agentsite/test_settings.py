@@ -61,3 +61,13 @@ def test_the_agents_cpu_weight_is_10_and_out_of_range_is_refused():
         refused = manage("check", env=env)
         assert refused.returncode != 0
         assert "AGENT_SANDBOX_CPU_WEIGHT must be from 0 to 10000" in refused.stderr
+
+
+def test_workers_run_the_threads_pool_unless_told_otherwise():
+    show = "from django.conf import settings; print(settings.CELERY_WORKER_POOL)"
+    done = manage("shell", "-c", show, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "threads"
+    refused = manage("check", env={"PATH": "/usr/bin:/bin", "AGENT_WORKER_POOL": "gevent"})
+    assert refused.returncode != 0
+    assert "AGENT_WORKER_POOL must be prefork or threads" in refused.stderr
