@@ -136,15 +136,6 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AGENT_CLI = env.str("AGENT_CLI", default="")  # resolved by tasks_app.services.cli_binary
 AGENT_WORKSPACE_ROOT = Path(env.str("AGENT_WORKSPACE_ROOT", default=str(VAR_DIR / "workspaces")))
 AGENT_MAX_CONCURRENCY = env.int("AGENT_MAX_CONCURRENCY", default=4)
-# How a worker holds its slots: "threads" (one process supervising every slot's CLI from
-# a thread of its own) or "prefork" (a pool process per slot). Threads measured a tenth
-# of prefork's memory per slot and about half its CPU per streamed line (bench `slots`,
-# `streaming`); their jobs keep the hard time limit (tasks_app.thread_time_limits).
-AGENT_WORKER_POOL = env.str("AGENT_WORKER_POOL", default="threads")
-if AGENT_WORKER_POOL not in ("prefork", "threads"):
-    raise environ.ImproperlyConfigured(
-        f"AGENT_WORKER_POOL must be prefork or threads, not {AGENT_WORKER_POOL!r}"
-    )
 AGENT_MAX_RUNNING_PER_USER = env.int("AGENT_MAX_RUNNING_PER_USER", default=2)
 AGENT_MAX_QUEUED_PER_USER = env.int("AGENT_MAX_QUEUED_PER_USER", default=50)
 AGENT_TASK_TIMEOUT_S = env.int("AGENT_TASK_TIMEOUT_S", default=1800)
@@ -235,6 +226,26 @@ AGENT_GIT_TIMEOUT_S = env.float("AGENT_GIT_TIMEOUT_S", default=600.0)
 # --- Redis, Celery, Channels ----------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# How a worker holds its slots: "threads" (one process supervising every slot's CLI from
+# a thread of its own) or "prefork" (a pool process per slot). Threads measured a tenth
+# of prefork's memory per slot and less CPU per streamed line (bench `slots`,
+# `streaming`); their jobs keep the hard time limit (tasks_app.thread_time_limits). With
+# RabbitMQ, prefork: the threads pool acknowledges a job from the job's own thread, and a
+# py-amqp connection is not thread-safe (frames written by two threads at once corrupt
+# it; redis-py takes a connection from its pool for each command).
+_BROKER_IS_REDIS = CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+AGENT_WORKER_POOL = env.str(
+    "AGENT_WORKER_POOL", default="threads" if _BROKER_IS_REDIS else "prefork"
+)
+if AGENT_WORKER_POOL not in ("prefork", "threads"):
+    raise environ.ImproperlyConfigured(
+        f"AGENT_WORKER_POOL must be prefork or threads, not {AGENT_WORKER_POOL!r}"
+    )
+if AGENT_WORKER_POOL == "threads" and not _BROKER_IS_REDIS:
+    raise environ.ImproperlyConfigured(
+        "AGENT_WORKER_POOL=threads needs a Redis broker: with RabbitMQ, job threads would "
+        "acknowledge on the consumer's connection, which py-amqp does not make thread-safe"
+    )
 CELERY_WORKER_POOL = AGENT_WORKER_POOL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -71,3 +71,14 @@ def test_workers_run_the_threads_pool_unless_told_otherwise():
     refused = manage("check", env={"PATH": "/usr/bin:/bin", "AGENT_WORKER_POOL": "gevent"})
     assert refused.returncode != 0
     assert "AGENT_WORKER_POOL must be prefork or threads" in refused.stderr
+
+
+def test_with_rabbitmq_workers_run_prefork_and_refuse_threads():
+    amqp = {"PATH": "/usr/bin:/bin", "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"}
+    show = "from django.conf import settings; print(settings.CELERY_WORKER_POOL)"
+    done = manage("shell", "-c", show, env=amqp)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "prefork"
+    refused = manage("check", env={**amqp, "AGENT_WORKER_POOL": "threads"})
+    assert refused.returncode != 0
+    assert "AGENT_WORKER_POOL=threads needs a Redis broker" in refused.stderr
