@@ -41,44 +41,40 @@ def test_development_defaults_work_with_no_variables():
     assert done.returncode == 0, done.stderr
 
 
-def test_the_agent_sandbox_is_on_unless_turned_off():
-    show = "from django.conf import settings; print(settings.AGENT_SANDBOX)"
-    done = manage("shell", "-c", show, env={"PATH": "/usr/bin:/bin"})
+def shown(setting: str, **env: str) -> str:
+    """The value of `setting` with these variables (and PATH) in the environment."""
+    show = f"from django.conf import settings; print(settings.{setting})"
+    done = manage("shell", "-c", show, env={"PATH": "/usr/bin:/bin", **env})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "on"
-    refused = manage("check", env={"PATH": "/usr/bin:/bin", "AGENT_SANDBOX": "maybe"})
+    return done.stdout.strip().splitlines()[-1]
+
+
+def refusal(**env: str) -> str:
+    """What the settings say when they refuse to start with these variables."""
+    refused = manage("check", env={"PATH": "/usr/bin:/bin", **env})
     assert refused.returncode != 0
-    assert "AGENT_SANDBOX must be on or off" in refused.stderr
+    return refused.stderr
+
+
+def test_the_agent_sandbox_is_on_unless_turned_off():
+    assert shown("AGENT_SANDBOX") == "on"
+    assert "AGENT_SANDBOX must be on or off" in refusal(AGENT_SANDBOX="maybe")
 
 
 def test_the_agents_cpu_weight_is_10_and_out_of_range_is_refused():
-    show = "from django.conf import settings; print(settings.AGENT_SANDBOX_CPU_WEIGHT)"
-    done = manage("shell", "-c", show, env={"PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "10"
+    assert shown("AGENT_SANDBOX_CPU_WEIGHT") == "10"
     for wrong in ("-1", "10001"):
-        env = {"PATH": "/usr/bin:/bin", "AGENT_SANDBOX_CPU_WEIGHT": wrong}
-        refused = manage("check", env=env)
-        assert refused.returncode != 0
-        assert "AGENT_SANDBOX_CPU_WEIGHT must be from 0 to 10000" in refused.stderr
+        message = refusal(AGENT_SANDBOX_CPU_WEIGHT=wrong)
+        assert "AGENT_SANDBOX_CPU_WEIGHT must be from 0 to 10000" in message
 
 
 def test_workers_run_the_threads_pool_unless_told_otherwise():
-    show = "from django.conf import settings; print(settings.CELERY_WORKER_POOL)"
-    done = manage("shell", "-c", show, env={"PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "threads"
-    refused = manage("check", env={"PATH": "/usr/bin:/bin", "AGENT_WORKER_POOL": "gevent"})
-    assert refused.returncode != 0
-    assert "AGENT_WORKER_POOL must be prefork or threads" in refused.stderr
+    assert shown("CELERY_WORKER_POOL") == "threads"
+    assert "AGENT_WORKER_POOL must be prefork or threads" in refusal(AGENT_WORKER_POOL="gevent")
 
 
 def test_with_rabbitmq_workers_run_prefork_and_refuse_threads():
-    amqp = {"PATH": "/usr/bin:/bin", "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"}
-    show = "from django.conf import settings; print(settings.CELERY_WORKER_POOL)"
-    done = manage("shell", "-c", show, env=amqp)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "prefork"
-    refused = manage("check", env={**amqp, "AGENT_WORKER_POOL": "threads"})
-    assert refused.returncode != 0
-    assert "AGENT_WORKER_POOL=threads needs a Redis broker" in refused.stderr
+    amqp = {"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"}
+    assert shown("CELERY_WORKER_POOL", **amqp) == "prefork"
+    message = refusal(**amqp, AGENT_WORKER_POOL="threads")
+    assert "AGENT_WORKER_POOL=threads needs a Redis broker" in message
