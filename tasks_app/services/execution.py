@@ -140,7 +140,7 @@ def hand_back_connection() -> None:
     between writes the thread gives it back (a prefork slot keeps its own). Never in the
     middle of a transaction (a caller's atomic block). Most batches only push (a preview)
     and hold no connection: then nothing is done (close_old_connections would still walk
-    every database alias, a twelfth of a threads slot's CPU per line in a profile)."""
+    every database alias: about a ninth of a threads slot's supervision time in a profile)."""
     if settings.AGENT_WORKER_POOL != "threads":
         return
     database = connections[DEFAULT_DB_ALIAS]
