@@ -95,9 +95,11 @@ def hard_time_limit(task: Any) -> float | None:
 
 @task_prerun.connect
 def watch_job_time_limit(task_id: str, task: Any, **_: Any) -> None:
+    if not THREAD_JOB_LIMITS:
+        return  # prefork: Celery enforces the limit
     limit_s = hard_time_limit(task)
-    for limits in THREAD_JOB_LIMITS:
-        if limit_s:
+    if limit_s:
+        for limits in THREAD_JOB_LIMITS:
             limits.job_started(task_id, task.name, limit_s)
 
 

@@ -28,9 +28,11 @@ class FakeClock:
         return self.now
 
 
-def run_job(limits: ThreadJobLimits, job_id: str, body: threading.Event) -> threading.Thread:
+def run_job(
+    limits: ThreadJobLimits, job_id: str, body: threading.Event
+) -> tuple[threading.Thread, list[str]]:
     """A job thread that works in Python (short sleeps) until `body` is set or it is
-    interrupted; what it saw lands in `outcome`."""
+    interrupted, and the list where it says which."""
     outcome: list[str] = []
 
     def job() -> None:
@@ -45,19 +47,18 @@ def run_job(limits: ThreadJobLimits, job_id: str, body: threading.Event) -> thre
             limits.job_ended(job_id)
 
     thread = threading.Thread(target=job)
-    thread.outcome = outcome  # type: ignore[attr-defined]
     thread.start()
-    return thread
+    return thread, outcome
 
 
 def test_job_past_its_limit_is_interrupted_in_its_thread_and_forgotten() -> None:
     stuck: list[str] = []
     limits = ThreadJobLimits(grace_s=30, on_stuck=stuck.append)
     never = threading.Event()
-    thread = run_job(limits, "job-1", never)
+    thread, outcome = run_job(limits, "job-1", never)
     try:
         thread.join(10)
-        assert thread.outcome == ["interrupted"]  # type: ignore[attr-defined]
+        assert outcome == ["interrupted"]
         assert limits.watched() == []
         assert stuck == []
     finally:
@@ -84,12 +85,12 @@ def test_job_that_unwound_is_never_reported_stuck() -> None:
     clock = FakeClock()
     limits = ThreadJobLimits(grace_s=30, on_stuck=stuck.append, clock=clock)
     never = threading.Event()
-    thread = run_job(limits, "job-2", never)
+    thread, outcome = run_job(limits, "job-2", never)
     wait_until(lambda: limits.watched() == ["job-2"], 5, "the job to start")
     clock.now += 0.3
     limits.check()  # (or the watcher, which reads the same clock) interrupts it
     thread.join(10)
-    assert thread.outcome == ["interrupted"]  # type: ignore[attr-defined]
+    assert outcome == ["interrupted"]
     assert limits.watched() == []
     clock.now += 100
     assert limits.check() is None
