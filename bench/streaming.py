@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,10 @@ PREFORK_LAYOUT = "prefork pool"
 # any stream's last line, so no task's end (or start: they are held at their init line)
 # falls in it.
 MIDWAY_SHARE = 0.75
+# Before the release the CLIs wait, silent, as an agent waits on the model: what the
+# worker spends then is what a running attempt costs while nothing happens.
+QUIET_SETTLE_S = 1.0
+QUIET_WINDOW_S = 3.0
 
 
 @dataclass
@@ -59,6 +64,8 @@ class StreamRun:
     # deltas the clients had received by then.
     cpu_midway: dict[str, float] = field(default_factory=dict)
     deltas_midway: int = 0
+    # CPU seconds over QUIET_WINDOW_S while every CLI was running and silent.
+    cpu_quiet: dict[str, float] = field(default_factory=dict)
 
 
 def stream_tasks(
@@ -70,15 +77,18 @@ def stream_tasks(
     lines: int,
     interval_ms: float,
     go_file: Path | None = None,
+    measure_silence: bool = False,
 ) -> StreamRun:
     """Start `tasks` paced fake CLIs held at their init line, follow each with
     `clients_per_task` sockets, release them, read to the end. `go_file` releases them:
-    pass one to release other CLIs held on it at the same moment."""
+    pass one to release other CLIs held on it at the same moment. `measure_silence`:
+    first measure the worker's CPU while the CLIs wait."""
     go_file = go_file or ctx.scratch / f"go-{uuid.uuid4().hex}"
     prompt = fake_cli.prompt(lines=lines, interval_ms=interval_ms, go_file=str(go_file))
     try:
         ids = asyncio.run(post_tasks(services.endpoint, ctx.token, [prompt] * tasks, min(tasks, 8)))
         db.wait_cli_running(ids, START_TIMEOUT_S)
+        cpu_quiet = silent_cpu(services) if measure_silence else {}
         followed = [task_id for task_id in ids for _ in range(clients_per_task)]
         timeout_s = lines * interval_ms / 1000 + 60
         meter = CpuMeter(services.web.pid, services.worker_pids)
@@ -102,7 +112,17 @@ def stream_tasks(
     finally:
         go_file.touch()  # on failure too: no CLI is left waiting
     tasks_done = db.finished_tasks(ids, 60)
-    return StreamRun(watches, tasks_done, cpu, midway.get("cpu", {}), midway.get("deltas", 0))
+    return StreamRun(
+        watches, tasks_done, cpu, midway.get("cpu", {}), midway.get("deltas", 0), cpu_quiet
+    )
+
+
+def silent_cpu(services: Services) -> dict[str, float]:
+    meter = CpuMeter(services.web.pid, services.worker_pids)
+    time.sleep(QUIET_SETTLE_S)
+    meter.start()
+    time.sleep(QUIET_WINDOW_S)
+    return meter.stop()
 
 
 def incomplete(watches: list[Watch], tasks: list[Any]) -> int:
@@ -158,6 +178,9 @@ def efficiency_figures(label: str, streamed: StreamRun, deltas: int, rows: int) 
         raise RuntimeError("the streams never reached their mid-stream mark")
     line_ms = streamed.cpu_midway["worker_cpu_s"] * 1000 / streamed.deltas_midway
     rows_per_1000 = rows * 1000 / deltas
+    attempts = len(streamed.tasks)
+    quiet = streamed.cpu_quiet
+    quiet_ms = quiet["worker_cpu_s"] * 1000 / quiet["wall_s"] / attempts
     return [
         Figure(
             f"{label}: worker CPU per streamed line, mid-stream",
@@ -170,6 +193,12 @@ def efficiency_figures(label: str, streamed: StreamRun, deltas: int, rows: int) 
         Figure(
             f"{label}: worker CPU per streamed line, whole tasks (with their ends)",
             whole_ms,
+            None,
+            "ms",
+        ),
+        Figure(
+            f"{label}: worker CPU per silent running attempt (CLI waiting), per second",
+            quiet_ms,
             None,
             "ms",
         ),
@@ -223,7 +252,13 @@ def measure_plan(
     worker layout other than the default one)."""
     streams, lines, interval_ms = plan.streams, plan.lines, plan.interval_ms
     streamed = stream_tasks(
-        ctx, services, tasks=streams, clients_per_task=1, lines=lines, interval_ms=interval_ms
+        ctx,
+        services,
+        tasks=streams,
+        clients_per_task=1,
+        lines=lines,
+        interval_ms=interval_ms,
+        measure_silence=streams > 1,
     )
     watches, tasks = streamed.watches, streamed.tasks
     baseline = run_loop(redis_round_trips(os.environ["REDIS_URL"], streams, lines, interval_ms))
@@ -254,6 +289,7 @@ def measure_plan(
         "redis_pubsub_ms": base,
         "cpu_during_stream": streamed.cpu,
         "cpu_mid_stream": streamed.cpu_midway,
+        "cpu_silent_attempts": streamed.cpu_quiet,
         "deltas_mid_stream": streamed.deltas_midway,
         "text_delta_rows": rows,
     }

@@ -165,6 +165,12 @@ class CliRun:
         sooner than its tick: for a caller holding output it must pass on by then."""
         self._wake_at = when if self._wake_at is None else min(self._wake_at, when)
 
+    def wake(self) -> None:
+        """Have `batches()` yield (perhaps an empty list) now; thread-safe."""
+        pipes = self._pipes
+        if pipes is not None:
+            pipes.wake()
+
     def request_stop(self, reason: StopReason = StopReason.REQUESTED) -> None:
         """Ask for the stop escalation; thread-safe, and only the first reason counts."""
         with self._lock:

@@ -1,11 +1,14 @@
 """Cancel requests travel through Redis (fast) with the database as the fallback.
 
-The API sets `cancel_requested_at` and a Redis flag; the worker running the task polls
-the flag every tick (read for all of a process's attempts by a thread: flag_reads) and the
-database column on every heartbeat, so a cancel still arrives when Redis lost the flag.
+The API sets `cancel_requested_at` and a Redis flag; the worker running the task hears
+of the flag from the thread that reads all of a process's flags (flag_reads), which
+wakes the attempt, and reads the database column on every heartbeat, so a cancel still
+arrives when Redis lost the flag.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import structlog
 from redis.exceptions import RedisError
@@ -46,6 +49,14 @@ def read_flags(task_id: int, worker: str) -> tuple[bool, bytes | None] | None:
         return None
     cancel, deadline = values
     return cancel is not None, deadline
+
+
+def subscribe_flags(task_id: int, worker: str, on_set: Callable[[], None]) -> Callable[[], None]:
+    """Call `on_set` once this process's reading shows the task's cancel flag or its
+    worker's drain deadline newly set (flag_reads); returns the unsubscribe function."""
+    from tasks_app.services.draining import drain_key
+
+    return PROCESS_FLAGS.subscribe([_flag_key(task_id), drain_key(worker)], on_set)
 
 
 def clear(task_id: int) -> None:

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from cli_exec import CliStartError
 from cli_exec.claude import ClaudeOptions, RunSummary, Verdict, build_argv, build_env, summarize_run
+from cli_exec.events import CliEvent
 from cli_exec.redact import Redactor
 from cli_exec.runner import CliCommand, CliRun, RunLimits, RunOutcome, StopReason
 from cli_exec.sandbox import SandboxRun, SandboxStartError, SandboxUnavailable
@@ -42,7 +43,7 @@ from tasks_app.services import (
 from tasks_app.services.cli_binary import resolve_cli
 from tasks_app.services.event_writer import EventWriter
 from tasks_app.services.events import NewEvent, StreamOwnershipLost
-from tasks_app.services.monitor import AttemptMonitor, StopCause
+from tasks_app.services.monitor import FLAG_POLL_S, AttemptMonitor, StopCause
 from tasks_app.services.sessions import cli_config_path, workspace_path
 from tasks_app.services.workspaces import WorkspaceError
 
@@ -126,6 +127,9 @@ def run_limits(task: Task) -> RunLimits:
         # A Write tool call carrying a big file arrives as one line; it must fit.
         max_line_bytes=16 * 1_048_576,
         stop_grace_s=settings.AGENT_STOP_GRACE_S,
+        # A quiet run's loop wakes when the writer or the monitor asks (wake_by) or a
+        # flag wakes it (watch_flags); the tick is only the net under them.
+        tick_s=FLAG_POLL_S,
     )
 
 
@@ -134,40 +138,66 @@ def record_pid(task: Task, attempt: int, pid: int) -> None:
     update_matching(Task, match, {"pid": pid})
 
 
-def hand_back_connection() -> None:
+class ConnectionHandBack:
     """In a threads pool every slot's thread would hold a database connection for its
     whole run, and slots beyond the pool's DATABASE_POOL_MAX_SIZE would wait for one; so
     between writes the thread gives it back (a prefork slot keeps its own). Never in the
     middle of a transaction (a caller's atomic block). Most batches only push (a preview)
     and hold no connection: then nothing is done (close_old_connections would still walk
-    every database alias: about a ninth of a threads slot's supervision time in a profile)."""
-    if settings.AGENT_WORKER_POOL != "threads":
-        return
-    database = connections[DEFAULT_DB_ALIAS]
-    if database.connection is not None and not database.in_atomic_block:
-        database.close_if_unusable_or_obsolete()
+    every database alias: about a ninth of a threads slot's supervision time in a profile).
+    Made once per attempt: the lookup through Django's per-thread connection handler cost
+    more than the check, which runs at every batch."""
+
+    def __init__(self) -> None:
+        threads = settings.AGENT_WORKER_POOL == "threads"
+        self._database = connections[DEFAULT_DB_ALIAS] if threads else None
+
+    def __call__(self) -> None:
+        database = self._database
+        if database is not None and database.connection is not None:
+            if not database.in_atomic_block:
+                database.close_if_unusable_or_obsolete()
 
 
 def supervise(run: CliRun, writer: EventWriter, monitor: AttemptMonitor) -> StopCause | None:
     """Pump the CLI's batches into the writer until it ends; returns why we stopped it."""
     cause: StopCause | None = None
-    for batch in run.batches():
-        hand_back_connection()
-        # Empty batches too: events held through a database outage go in as soon as it ends.
-        if cause is not StopCause.LOST:
-            try:
-                writer.write(batch)
-            except StreamOwnershipLost:
-                cause = StopCause.LOST
-                run.request_stop(StopReason.REQUESTED)
-            flush_at = writer.flush_at()
-            if flush_at is not None:
-                run.wake_by(flush_at)  # a quiet CLI must not hold its last lines back
-        if cause is None:
-            cause = monitor.poll()
-            if cause is not None:
-                log.info("stopping_cli", cause=cause.value)
-                run.request_stop(StopReason.REQUESTED)
+    hand_back_connection = ConnectionHandBack()
+    stop_watching_flags = monitor.watch_flags(run.wake)
+    try:
+        for batch in run.batches():
+            hand_back_connection()
+            cause = _supervise_batch(run, writer, monitor, batch, cause)
+    finally:
+        stop_watching_flags()
+    return cause
+
+
+def _supervise_batch(
+    run: CliRun,
+    writer: EventWriter,
+    monitor: AttemptMonitor,
+    batch: list[CliEvent],
+    cause: StopCause | None,
+) -> StopCause | None:
+    """One batch of the loop: store and push it, poll the monitor; the cause so far."""
+    # Empty batches too: events held through a database outage go in as soon as it ends.
+    if cause is not StopCause.LOST:
+        try:
+            writer.write(batch)
+        except StreamOwnershipLost:
+            cause = StopCause.LOST
+            run.request_stop(StopReason.REQUESTED)
+        flush_at = writer.flush_at()
+        if flush_at is not None:
+            run.wake_by(flush_at)  # a quiet CLI must not hold its last lines back
+    if cause is None:
+        cause = monitor.poll()
+        if cause is not None:
+            log.info("stopping_cli", cause=cause.value)
+            run.request_stop(StopReason.REQUESTED)
+        else:
+            run.wake_by(monitor.next_poll_at())
     return cause
 
 

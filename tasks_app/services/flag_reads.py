@@ -1,17 +1,22 @@
 """The stop flags of every attempt a worker process runs, read from Redis by a thread of
 the process's own, so that no attempt's supervision loop waits on Redis.
 
-Each running attempt looks at its cancel flag and its worker's drain deadline several
-times a second. Read in the loop, each look was a round trip: with fifty runs ending at
+Each running attempt looks at its cancel flag and its worker's drain deadline about
+once a second. Read in the loop, each look was a round trip: with fifty runs ending at
 once Redis answered in 100-250 ms, while the CLI's next lines waited in the pipe; and a
 threads worker sent one read per attempt. Now the loop looks at the latest reading in
 memory, and one thread per process reads every key asked for lately in one MGET every
 POLL_S (at once when an attempt asks for keys no reading holds yet). A flag set in
 Redis is in a reading at most POLL_S later.
+
+An attempt also subscribes to its keys: the reading that first shows one of them set
+calls it back, so the attempt acts on a cancel or a drain at once rather than at its
+next look.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -35,6 +40,21 @@ FORGET_S = 1.0
 STALE_S = 2.0
 
 MultiGet = Callable[[list[str]], Sequence[bytes | None]]
+_subscription_ids = itertools.count()
+
+
+@dataclass
+class _Subscriber:
+    keys: list[str]
+    on_set: Callable[[], None]
+    seen: tuple[bytes | None, ...] | None = None  # the keys' values in the last reading
+
+    def changed_to_set(self, values: dict[str, bytes | None]) -> bool:
+        """Whether this reading shows one of the keys set with a value the last one
+        did not show (a cleared flag is nothing to act on)."""
+        now = tuple(values.get(key) for key in self.keys)
+        before, self.seen = self.seen, now
+        return now != before and any(value is not None for value in now)
 
 
 @dataclass
@@ -52,6 +72,7 @@ class FlagWatcher:
     _wake: threading.Event = field(default_factory=threading.Event, repr=False)
     _asked: dict[str, float] = field(default_factory=dict)  # key: when last asked for
     _values: dict[str, bytes | None] = field(default_factory=dict)
+    _subscribers: dict[int, _Subscriber] = field(default_factory=dict)
     _read_at: float = -math.inf  # when the latest reading was sent
     _thread_pid: int | None = None  # the process whose thread reads (a fork needs its own)
 
@@ -66,12 +87,29 @@ class FlagWatcher:
         self._wake.set()
         return None
 
+    def subscribe(self, keys: Sequence[str], on_set: Callable[[], None]) -> Callable[[], None]:
+        """Call `on_set` (from the watcher's thread) after each reading that shows one of
+        `keys` newly set; the keys are read while subscribed, asked for or not. Returns
+        the function that ends the subscription."""
+        subscription = next(_subscription_ids)
+        with self._lock:
+            self._subscribers[subscription] = _Subscriber(list(keys), on_set)
+            self._start_reading()
+        self._wake.set()
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers.pop(subscription, None)
+
+        return unsubscribe
+
     def forget_parents_thread(self) -> None:
         """In a forked child: the parent's lock may have been held at the fork, and its
         reading thread is not here."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread_pid = None
+        self._subscribers = {}
 
     def _start_reading(self) -> None:
         if self._thread_pid == os.getpid():
@@ -84,7 +122,8 @@ class FlagWatcher:
             with self._lock:
                 forgotten = time.monotonic() - self.forget_s
                 self._asked = {key: at for key, at in self._asked.items() if at > forgotten}
-                wanted = list(self._asked)
+                subscribed = (k for s in self._subscribers.values() for k in s.keys)
+                wanted = list(dict.fromkeys([*self._asked, *subscribed]))
             if wanted:
                 self._read_once(wanted)
             # Idle (no attempt asks) until one does; otherwise every poll_s.
@@ -107,6 +146,12 @@ class FlagWatcher:
         with self._lock:
             self._values = dict(zip(wanted, values, strict=True))
             self._read_at = sent_at
+            changed = [s for s in self._subscribers.values() if s.changed_to_set(self._values)]
+        for subscriber in changed:
+            try:
+                subscriber.on_set()
+            except Exception:  # noqa: BLE001 - one attempt's callback must not stop the reads
+                log.exception("flag_subscriber_failed")
 
 
 def _read_quick_redis(keys: list[str]) -> Sequence[bytes | None]:

@@ -63,3 +63,28 @@ def test_stale_run_groups_inside_the_agents_group_are_swept(v2_base):
     os.utime(stale, (old, old))
     assert cgroups.sweep_stale(V2) == 1
     assert not stale.exists() and (v2_base / AGENTS_GROUP).is_dir()
+
+
+def rewrite_in_place(path: Path, text: str) -> None:
+    # As the kernel does: the same file (the same open descriptor) shows new counts.
+    with path.open("r+") as file:
+        file.write(text)
+        file.truncate()
+
+
+def test_on_cgroup_v2_limit_hits_are_read_from_the_counters_as_they_change(v2_base):
+    groups = RunGroups.create("t1a1", ResourceLimits(64, 256 * 1_048_576), V2)
+    run = v2_base / "agentsite-t1a1"
+    (run / "pids.events").write_text("max 0\n")
+    (run / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 0\n")
+    assert groups.limit_hit() is None
+    rewrite_in_place(run / "memory.events", "low 0\nhigh 0\nmax 9\noom 2\noom_kill 1\n")
+    assert groups.limit_hit() == "the sandbox's memory limit (256 MiB)"
+    rewrite_in_place(run / "pids.events", "max 3\n")
+    assert groups.limit_hit() == "the sandbox's process limit (64 processes)"
+    opened = set(os.listdir("/proc/self/fd"))
+    for name in ("pids.max", "memory.max", "memory.swap.max", "pids.events", "memory.events"):
+        (run / name).unlink(missing_ok=True)  # a real group's files go with its rmdir
+    groups.remove()
+    assert len(opened - set(os.listdir("/proc/self/fd"))) == 2  # both counters closed
+    assert groups.limit_hit() is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from dataclasses import replace
 
@@ -164,6 +165,24 @@ def test_empty_batches_keep_coming_while_the_cli_is_silent(command_in):
 
     assert sum(1 for batch in run.batches if not batch) >= 2
     assert run.outcome.stop_reason is StopReason.IDLE_TIMEOUT
+
+
+def test_wake_from_another_thread_brings_a_batch_at_once(command_in):
+    limits = replace(FAST, tick_s=30.0, idle_timeout_s=60.0)
+    with CliRun(command_in(fake_argv("silent")), limits) as run:
+        run.start()
+        batches = run.batches()
+        next(batch for batch in batches if batch)  # its one line; silent after
+        waker = threading.Timer(0.2, run.wake)
+        waker.start()
+        asked = time.monotonic()
+        assert next(batches) == []
+        woke = time.monotonic()
+        waker.join()
+        assert asked + 0.1 <= woke < asked + limits.tick_s / 2
+        run.request_stop()
+        list(batches)
+    assert run.outcome.stop_reason is StopReason.REQUESTED
 
 
 def test_wake_by_brings_a_batch_before_the_tick(command_in):

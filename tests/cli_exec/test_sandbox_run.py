@@ -226,10 +226,13 @@ def test_a_process_limit_hit_is_reported_and_the_group_removed(dirs, network):
     if cfg.limit_support.pids is None:
         pytest.fail(f"this machine has no pids controller: {cfg.limit_support.reason}")
     with SandboxRun(cfg, spec(workspace, config_dir), network) as sandbox:
+        # Read before the hit too: the counters are kept open and read again each time.
+        before = sandbox.limit_hit()
         run = collect(python_in(sandbox, workspace, script), LIMITS)
         limit = sandbox.limit_hit()
         groups = list(sandbox._groups.paths)  # type: ignore[union-attr]
     assert "fork failed 11" in printed(run)
+    assert before is None
     assert limit == "the sandbox's process limit (16 processes)"
     assert groups and not any(path.exists() for path in groups)
 

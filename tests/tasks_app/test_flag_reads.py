@@ -4,6 +4,7 @@ attempts; an attempt only looks at the latest reading, never waiting on Redis.""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -138,3 +139,31 @@ def test_the_process_reading_carries_a_cancel_and_a_drain_deadline():
     finally:
         cancellation.clear(task_id)
         client.delete(drain_key(worker))
+
+
+def test_a_subscriber_hears_of_its_keys_once_each_is_set_without_asking(store):
+    watcher = FlagWatcher(store.mget, poll_s=0.02, forget_s=0.2)
+    cancel, drain = cancel_key(), cancel_key()
+    heard: list[float] = []
+    unsubscribe = watcher.subscribe([cancel, drain], lambda: heard.append(time.monotonic()))
+    try:
+        wait_until(lambda: store.reads and store.reads[-1] == [cancel, drain], 10, "reads")
+        threading.Event().wait(0.2)  # readings of unset keys, nobody asking: no call
+        assert heard == []
+        store.client.set(cancel, "1", ex=60)
+        wait_until(lambda: heard, 10, "the call for the cancel")
+        threading.Event().wait(0.2)  # the same value in later readings: no new call
+        assert len(heard) == 1
+        store.client.set(drain, "12345.0", ex=60)
+        wait_until(lambda: len(heard) == 2, 10, "the call for the drain deadline")
+    finally:
+        unsubscribe()
+        store.client.delete(cancel, drain)
+    # Unsubscribed and never asked: its keys are no longer read.
+    wait_until(lambda: reads_stopped(store), 10, "the reads to stop")
+
+
+def reads_stopped(store: RecordingRedis) -> bool:
+    before = len(store.reads)
+    threading.Event().wait(0.2)  # ten poll periods
+    return len(store.reads) == before
