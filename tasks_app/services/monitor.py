@@ -45,7 +45,7 @@ class AttemptMonitor:
     limit_hit: Callable[[], str | None] | None = None
     next_flag_check: float = 0.0
     # Set from the flag reader's thread when one of this attempt's flags is newly set:
-    # the next poll looks at the flags whenever it is due.
+    # the next poll looks at the flags at once, not at its next FLAG_POLL_S.
     flags_changed: bool = False
     # The claim has just beaten: the first beat is up to one period later (a cancel
     # meanwhile comes sooner through the Redis flag), at random from half of it on, so
