@@ -45,6 +45,7 @@ def test_a_cancel_wakes_the_attempt_and_its_next_poll_stops_it(monitor):
 
 def test_a_drain_deadline_wakes_the_attempt_which_looks_again_when_it_passes(monitor, monkeypatch):
     monkeypatch.setattr(monitor_module, "FLAG_POLL_S", 3600.0)  # no look of its own
+    monitor.next_heartbeat = time.monotonic() + 3600  # nor a heartbeat
     client = redis.Redis.from_url(settings.REDIS_URL)
     woken = threading.Event()
     stop_watching = monitor.watch_flags(woken.set)
