@@ -51,8 +51,8 @@ PREFORK_LAYOUT = "prefork pool"
 MIDWAY_SHARE = 0.75
 # Before the release the CLIs wait, silent, as an agent waits on the model: what the
 # worker spends then is what a running attempt costs while nothing happens.
-QUIET_SETTLE_S = 1.0
-QUIET_WINDOW_S = 3.0
+SILENT_SETTLE_S = 1.0
+SILENT_WINDOW_S = 3.0
 
 
 @dataclass
@@ -64,8 +64,8 @@ class StreamRun:
     # deltas the clients had received by then.
     cpu_midway: dict[str, float] = field(default_factory=dict)
     deltas_midway: int = 0
-    # CPU seconds over QUIET_WINDOW_S while every CLI was running and silent.
-    cpu_quiet: dict[str, float] = field(default_factory=dict)
+    # CPU seconds over SILENT_WINDOW_S while every CLI was running and silent.
+    cpu_silent: dict[str, float] = field(default_factory=dict)
 
 
 def stream_tasks(
@@ -88,7 +88,7 @@ def stream_tasks(
     try:
         ids = asyncio.run(post_tasks(services.endpoint, ctx.token, [prompt] * tasks, min(tasks, 8)))
         db.wait_cli_running(ids, START_TIMEOUT_S)
-        cpu_quiet = silent_cpu(services) if measure_silence else {}
+        cpu_silent = silent_cpu(services) if measure_silence else {}
         followed = [task_id for task_id in ids for _ in range(clients_per_task)]
         timeout_s = lines * interval_ms / 1000 + 60
         meter = CpuMeter(services.web.pid, services.worker_pids)
@@ -113,15 +113,15 @@ def stream_tasks(
         go_file.touch()  # on failure too: no CLI is left waiting
     tasks_done = db.finished_tasks(ids, 60)
     return StreamRun(
-        watches, tasks_done, cpu, midway.get("cpu", {}), midway.get("deltas", 0), cpu_quiet
+        watches, tasks_done, cpu, midway.get("cpu", {}), midway.get("deltas", 0), cpu_silent
     )
 
 
 def silent_cpu(services: Services) -> dict[str, float]:
     meter = CpuMeter(services.web.pid, services.worker_pids)
-    time.sleep(QUIET_SETTLE_S)
+    time.sleep(SILENT_SETTLE_S)
     meter.start()
-    time.sleep(QUIET_WINDOW_S)
+    time.sleep(SILENT_WINDOW_S)
     return meter.stop()
 
 
@@ -179,8 +179,8 @@ def efficiency_figures(label: str, streamed: StreamRun, deltas: int, rows: int) 
     line_ms = streamed.cpu_midway["worker_cpu_s"] * 1000 / streamed.deltas_midway
     rows_per_1000 = rows * 1000 / deltas
     attempts = len(streamed.tasks)
-    quiet = streamed.cpu_quiet
-    quiet_ms = quiet["worker_cpu_s"] * 1000 / quiet["wall_s"] / attempts
+    silent = streamed.cpu_silent
+    silent_ms = silent["worker_cpu_s"] * 1000 / silent["wall_s"] / attempts
     return [
         Figure(
             f"{label}: worker CPU per streamed line, mid-stream",
@@ -198,7 +198,7 @@ def efficiency_figures(label: str, streamed: StreamRun, deltas: int, rows: int) 
         ),
         Figure(
             f"{label}: worker CPU per silent running attempt (CLI waiting), per second",
-            quiet_ms,
+            silent_ms,
             None,
             "ms",
         ),
@@ -289,7 +289,7 @@ def measure_plan(
         "redis_pubsub_ms": base,
         "cpu_during_stream": streamed.cpu,
         "cpu_mid_stream": streamed.cpu_midway,
-        "cpu_silent_attempts": streamed.cpu_quiet,
+        "cpu_silent_attempts": streamed.cpu_silent,
         "deltas_mid_stream": streamed.deltas_midway,
         "text_delta_rows": rows,
     }

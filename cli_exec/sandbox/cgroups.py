@@ -179,7 +179,8 @@ class RunGroups:
     version: int = 1
     _procs_files: list[str] = field(default_factory=list)
     # The event counters limit_hit reads, opened at its first call and kept open: it is
-    # asked every 0.2 s of every run, and a pread costs a tenth of an open, read, close.
+    # asked about once a second of every run, and a pread costs a tenth of an open, read
+    # and close.
     _counters: list[_LimitCounter] | None = None
 
     @classmethod

@@ -42,9 +42,7 @@ def stop_requested(task_id: int) -> bool:
 def read_flags(task_id: int, worker: str) -> tuple[bool, bytes | None] | None:
     """The task's cancel flag and its worker's drain deadline as this process last read
     them (flag_reads); None while it has not read them yet."""
-    from tasks_app.services.draining import drain_key
-
-    values = PROCESS_FLAGS.latest([_flag_key(task_id), drain_key(worker)])
+    values = PROCESS_FLAGS.latest(_attempt_keys(task_id, worker))
     if values is None:
         return None
     cancel, deadline = values
@@ -54,9 +52,14 @@ def read_flags(task_id: int, worker: str) -> tuple[bool, bytes | None] | None:
 def subscribe_flags(task_id: int, worker: str, on_set: Callable[[], None]) -> Callable[[], None]:
     """Call `on_set` once this process's reading shows the task's cancel flag or its
     worker's drain deadline newly set (flag_reads); returns the unsubscribe function."""
+    return PROCESS_FLAGS.subscribe(_attempt_keys(task_id, worker), on_set)
+
+
+def _attempt_keys(task_id: int, worker: str) -> list[str]:
+    """What stops an attempt: its task's cancel flag, its worker's drain deadline."""
     from tasks_app.services.draining import drain_key
 
-    return PROCESS_FLAGS.subscribe([_flag_key(task_id), drain_key(worker)], on_set)
+    return [_flag_key(task_id), drain_key(worker)]
 
 
 def clear(task_id: int) -> None:

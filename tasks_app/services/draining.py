@@ -29,10 +29,6 @@ def stop_draining(worker: str) -> None:
     get_redis().delete(drain_key(worker))
 
 
-def deadline_passed(deadline: bytes | None) -> bool:
-    return deadline is not None and time.time() >= float(deadline)
-
-
 def seconds_left(deadline: bytes | None) -> float | None:
     """How long until a drain `deadline` passes; None without one."""
     return None if deadline is None else max(0.0, float(deadline) - time.time())

@@ -109,9 +109,11 @@ class AttemptMonitor:
         cancel, deadline = flags
         if cancel:
             return StopCause.CANCEL
-        if draining.deadline_passed(deadline):
-            return StopCause.DRAIN
         left = draining.seconds_left(deadline)
-        if left is not None:  # look again when the grace period is over
-            self.next_flag_check = min(self.next_flag_check, time.monotonic() + left)
+        if left is None:
+            return None
+        if left == 0:
+            return StopCause.DRAIN
+        # Look again when the grace period is over.
+        self.next_flag_check = min(self.next_flag_check, time.monotonic() + left)
         return None
