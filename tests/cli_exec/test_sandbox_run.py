@@ -248,6 +248,11 @@ def test_every_process_of_a_run_is_in_its_group_under_the_agents_cpu_group(dirs,
     script = (
         "import os, subprocess, time\n"
         "helper = subprocess.Popen(['sleep', '30'])\n"
+        # Popen returns once exec has closed its close-on-exec pipe, which the kernel
+        # does before the new program's arguments are in place: until then the helper's
+        # cmdline reads empty.
+        "while not open(f'/proc/{helper.pid}/cmdline', 'rb').read():\n"
+        "    time.sleep(0.01)\n"
         "print('sys', os.path.exists('/sys/fs/cgroup'), flush=True)\n"
         "print('ready', flush=True)\n"
         "while not os.path.exists('go'):\n"
