@@ -62,6 +62,10 @@ class PipeSet:
         if pidfd is not None:
             self._watch(Channel.EXIT, pidfd, selectors.EVENT_READ)
 
+    def fileno(self) -> int:
+        """The selector's own descriptor: readable while any watched channel is ready."""
+        return self._selector.fileno()
+
     def is_open(self, channel: Channel) -> bool:
         return channel in self._open
 

@@ -160,6 +160,27 @@ class CliRun:
         finally:
             self.close()
 
+    # -- for a hub that supervises many runs from one thread (cli_exec.hub) -------------
+
+    def fileno(self) -> int:
+        """A descriptor that is readable whenever one of the run's pipes (or its wake-up)
+        is: an epoll descriptor, which may itself be watched by another selector."""
+        pipes = self._pipes
+        if pipes is None:
+            raise RuntimeError("call start() first")
+        return pipes.fileno()
+
+    def next_step_at(self) -> float:
+        """When the run has something to do (time.monotonic()) with no pipe ready: a
+        deadline, a tick, a caller's wake_by."""
+        now = time.monotonic()
+        return now + self._select_timeout(now)
+
+    def step_now(self) -> list[CliEvent] | None:
+        """One wake-up of the loop without waiting: the events of what is ready now
+        (perhaps none); None once the run is over. batches() is the same loop, waiting."""
+        return self._step(wait=False)
+
     def wake_by(self, when: float) -> None:
         """Have `batches()` yield (perhaps an empty list) by `when` (time.monotonic()),
         sooner than its tick: for a caller holding output it must pass on by then."""
@@ -179,6 +200,10 @@ class CliRun:
         pipes = self._pipes
         if pipes is not None:
             pipes.wake()
+
+    @property
+    def finished(self) -> bool:
+        return self._outcome is not None
 
     @property
     def outcome(self) -> RunOutcome:
@@ -211,7 +236,7 @@ class CliRun:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def _step(self) -> list[CliEvent] | None:
+    def _step(self, *, wait: bool = True) -> list[CliEvent] | None:
         """One wake-up of the supervision loop; None once the run is over."""
         if self._outcome is not None:
             return None
@@ -219,7 +244,7 @@ class CliRun:
         if pipes is None:
             raise RuntimeError("call start() before batches()")
         self._apply_stop_request(time.monotonic())
-        ready = pipes.wait(self._select_timeout(time.monotonic()))
+        ready = pipes.wait(self._select_timeout(time.monotonic()) if wait else 0.0)
         if self._wake_at is not None and time.monotonic() >= self._wake_at:
             self._wake_at = None
         if Channel.STDIN in ready:

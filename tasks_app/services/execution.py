@@ -8,6 +8,7 @@ CLI instead of writing over whoever owns it now.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,11 +19,13 @@ from functools import partial
 import structlog
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from cli_exec import CliStartError
 from cli_exec.claude import ClaudeOptions, RunSummary, Verdict, build_argv, build_env, summarize_run
 from cli_exec.events import CliEvent
+from cli_exec.hub import RunHub
 from cli_exec.redact import Redactor
 from cli_exec.runner import CliCommand, CliRun, RunLimits, RunOutcome, StopReason
 from cli_exec.sandbox import SandboxRun, SandboxStartError, SandboxUnavailable
@@ -139,66 +142,74 @@ def record_pid(task: Task, attempt: int, pid: int) -> None:
 
 
 class ConnectionHandBack:
-    """In a threads pool every slot's thread would hold a database connection for its
-    whole run, and slots beyond the pool's DATABASE_POOL_MAX_SIZE would wait for one; so
-    between writes the thread gives it back (a prefork slot keeps its own). Never in the
-    middle of a transaction (a caller's atomic block). Most batches only push (a preview)
-    and hold no connection: then nothing is done (close_old_connections would still walk
-    every database alias: about a ninth of a threads slot's supervision time in a profile).
-    Made once per attempt: the lookup through Django's per-thread connection handler cost
-    more than the check, which runs at every batch."""
+    """The hub's thread gives its database connection back after a batch that wrote
+    (to the pool, or closed without one): it serves every attempt of the process, and a
+    connection held while it waits would be one more than the process needs; never in
+    the middle of a transaction. Most batches only push (a preview) and hold no
+    connection: then nothing is done (close_old_connections would walk every database
+    alias: about a ninth of a slot's supervision time in a profile). The connection is
+    looked up once, in the thread of the first call."""
 
     def __init__(self) -> None:
-        threads = settings.AGENT_WORKER_POOL == "threads"
-        self._database = connections[DEFAULT_DB_ALIAS] if threads else None
+        self._database: BaseDatabaseWrapper | None = None
 
     def __call__(self) -> None:
         database = self._database
-        if database is not None and database.connection is not None:
-            if not database.in_atomic_block:
-                database.close_if_unusable_or_obsolete()
+        if database is None:
+            database = self._database = connections[DEFAULT_DB_ALIAS]
+        if database.connection is not None and not database.in_atomic_block:
+            database.close_if_unusable_or_obsolete()
+
+
+# One per process: every attempt's CLI of the process is supervised by its thread.
+RUN_HUB = RunHub()
+os.register_at_fork(after_in_child=RUN_HUB.forget_parents_thread)
+
+
+@dataclass
+class AttemptSupervision:
+    """What the hub does with an attempt's batches: store and push them, poll the
+    monitor, and remember why we stopped the CLI, if we did."""
+
+    run: CliRun
+    writer: EventWriter
+    monitor: AttemptMonitor
+    cause: StopCause | None = None
+    hand_back_connection: ConnectionHandBack = field(default_factory=ConnectionHandBack)
+
+    def on_batch(self, batch: list[CliEvent]) -> None:
+        # Empty batches too: events held through a database outage go in as soon as it
+        # ends.
+        run = self.run
+        if self.cause is not StopCause.LOST:
+            try:
+                self.writer.write(batch)
+            except StreamOwnershipLost:
+                self.cause = StopCause.LOST
+                run.request_stop(StopReason.REQUESTED)
+            flush_at = self.writer.flush_at()
+            if flush_at is not None:
+                run.wake_by(flush_at)  # a quiet CLI must not hold its last lines back
+        if self.cause is None:
+            self.cause = self.monitor.poll()
+            if self.cause is not None:
+                log.info("stopping_cli", cause=self.cause.value)
+                run.request_stop(StopReason.REQUESTED)
+            else:
+                run.wake_by(self.monitor.next_poll_at())
+        self.hand_back_connection()
 
 
 def supervise(run: CliRun, writer: EventWriter, monitor: AttemptMonitor) -> StopCause | None:
-    """Pump the CLI's batches into the writer until it ends; returns why we stopped it."""
-    cause: StopCause | None = None
-    hand_back_connection = ConnectionHandBack()
+    """Pump the CLI's batches into the writer until it ends (in the process's hub);
+    returns why we stopped it."""
+    supervision = AttemptSupervision(run, writer, monitor)
     stop_watching_flags = monitor.watch_flags(run.wake)
     try:
-        for batch in run.batches():
-            hand_back_connection()
-            cause = _supervise_batch(run, writer, monitor, batch, cause)
+        RUN_HUB.supervise(run, supervision.on_batch)
     finally:
         stop_watching_flags()
-    return cause
-
-
-def _supervise_batch(
-    run: CliRun,
-    writer: EventWriter,
-    monitor: AttemptMonitor,
-    batch: list[CliEvent],
-    cause: StopCause | None,
-) -> StopCause | None:
-    """One batch of the loop: store and push it, poll the monitor; the cause so far."""
-    # Empty batches too: events held through a database outage go in as soon as it ends.
-    if cause is not StopCause.LOST:
-        try:
-            writer.write(batch)
-        except StreamOwnershipLost:
-            cause = StopCause.LOST
-            run.request_stop(StopReason.REQUESTED)
-        flush_at = writer.flush_at()
-        if flush_at is not None:
-            run.wake_by(flush_at)  # a quiet CLI must not hold its last lines back
-    if cause is None:
-        cause = monitor.poll()
-        if cause is not None:
-            log.info("stopping_cli", cause=cause.value)
-            run.request_stop(StopReason.REQUESTED)
-        else:
-            run.wake_by(monitor.next_poll_at())
-    return cause
+    return supervision.cause
 
 
 @dataclass(frozen=True)

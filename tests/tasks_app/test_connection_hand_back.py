@@ -1,8 +1,9 @@
-"""A threads slot gives its database connection back between writes; prefork keeps it."""
+"""The hub's thread gives its database connection back after a batch that wrote."""
+
+import threading
 
 import pytest
 from django.db import connection, transaction
-from django.test import override_settings
 
 from tasks_app.models import Task
 from tasks_app.services.execution import ConnectionHandBack
@@ -10,8 +11,7 @@ from tasks_app.services.execution import ConnectionHandBack
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@override_settings(AGENT_WORKER_POOL="threads")
-def test_a_threads_slot_hands_back_the_connection_it_wrote_with():
+def test_the_connection_written_with_is_handed_back():
     hand_back_connection = ConnectionHandBack()
     Task.objects.exists()
     assert connection.connection is not None
@@ -22,7 +22,6 @@ def test_a_threads_slot_hands_back_the_connection_it_wrote_with():
     assert Task.objects.count() == 0  # the next write takes one from the pool again
 
 
-@override_settings(AGENT_WORKER_POOL="threads")
 def test_a_connection_inside_a_transaction_is_never_handed_back():
     hand_back_connection = ConnectionHandBack()
     with transaction.atomic():
@@ -31,9 +30,19 @@ def test_a_connection_inside_a_transaction_is_never_handed_back():
         assert connection.connection is not None
 
 
-@override_settings(AGENT_WORKER_POOL="prefork")
-def test_a_prefork_slot_keeps_its_connection():
-    hand_back_connection = ConnectionHandBack()
+def test_the_connection_is_the_one_of_the_thread_that_first_calls():
+    hand_back_connection = ConnectionHandBack()  # made here, called from the hub's thread
+    held_there: list[bool] = []
+
+    def in_another_thread() -> None:
+        Task.objects.exists()
+        hand_back_connection()
+        held_there.append(connection.connection is not None)
+        connection.close()
+
     Task.objects.exists()
-    hand_back_connection()
-    assert connection.connection is not None
+    thread = threading.Thread(target=in_another_thread)
+    thread.start()
+    thread.join()
+    assert held_there == [False]
+    assert connection.connection is not None  # this thread's own was not touched

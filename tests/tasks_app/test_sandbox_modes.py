@@ -118,6 +118,11 @@ def fake_model() -> Iterator[FakeAnthropic]:
         yield fake
 
 
+# The attempt's events are written from the process's run hub, a thread with its own
+# database connection: what the test sets up must be committed.
+IN_PROCESS = pytest.mark.django_db(transaction=True)
+
+
 def run_in_process(task, fake_model: FakeAnthropic, workspace_root: Path, **settings):
     assert claim_task(task, worker="test-worker")
     with override_settings(
@@ -130,6 +135,7 @@ def run_in_process(task, fake_model: FakeAnthropic, workspace_root: Path, **sett
         return execute_claimed_task(task)
 
 
+@IN_PROCESS
 def test_an_attempt_whose_sandbox_is_refused_is_transient_and_never_runs_unsandboxed(
     fake_model, scripts_dir
 ):
@@ -143,6 +149,7 @@ def test_an_attempt_whose_sandbox_is_refused_is_transient_and_never_runs_unsandb
     assert fake_model.requests() == []
 
 
+@IN_PROCESS
 def test_an_attempt_with_bubblewrap_missing_is_transient_naming_it(fake_model, scripts_dir):
     task = make_task(make_user("nobwrap"), prompt="[caged] hello")
     status = run_in_process(
@@ -155,6 +162,7 @@ def test_an_attempt_with_bubblewrap_missing_is_transient_naming_it(fake_model, s
     assert fake_model.requests() == []
 
 
+@IN_PROCESS
 def test_git_in_a_used_workspace_never_runs_unsandboxed(fake_model, scripts_dir):
     """git in a workspace an agent had its hands on runs in a sandbox of its own: when
     that one cannot start, the attempt is transient, and the agent never runs."""
@@ -173,6 +181,7 @@ def test_git_in_a_used_workspace_never_runs_unsandboxed(fake_model, scripts_dir)
     assert fake_model.requests() == []
 
 
+@IN_PROCESS
 def test_an_attempt_runs_inside_the_sandbox_in_process(fake_model, scripts_dir):
     fake_model.script("[inproc]", Text("inside"))
     task = make_task(make_user("inproc"), prompt="[inproc] hello")
