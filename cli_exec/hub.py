@@ -32,8 +32,9 @@ from cli_exec.runner import CliRun
 # this long for its neighbours. 2-10 ms all halved the CPU a line cost 50 runs.
 BATCH_WINDOW_S = 0.002
 # How often a waiting caller looks up from waiting: an exception raised in its thread
-# (the threads pool's time limit) is delivered then.
-CALLER_POLL_S = 0.5
+# (the threads pool's time limit, which allows 60 s for it) is delivered then. Each look
+# is a wake-up of an idle thread, which costs a run as much as a line does.
+CALLER_POLL_S = 5.0
 BatchHandler = Callable[[list[CliEvent]], None]
 
 

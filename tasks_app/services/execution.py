@@ -204,6 +204,9 @@ def supervise(run: CliRun, writer: EventWriter, monitor: AttemptMonitor) -> Stop
     """Pump the CLI's batches into the writer until it ends (in the process's hub);
     returns why we stopped it."""
     supervision = AttemptSupervision(run, writer, monitor)
+    # The caller waits for the run's end holding no connection: the hub's writes take
+    # theirs from the same pool (of one, in a prefork pool process).
+    ConnectionHandBack()()
     stop_watching_flags = monitor.watch_flags(run.wake)
     try:
         RUN_HUB.supervise(run, supervision.on_batch)
