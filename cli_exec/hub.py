@@ -25,12 +25,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import structlog
+
 from cli_exec.events import CliEvent
 from cli_exec.runner import CliRun
+
+log = structlog.get_logger(__name__)
 
 # Lines that come closer together than this are served together; a line waits at most
 # this long for its neighbours. 2-10 ms all halved the CPU a line cost 50 runs.
 BATCH_WINDOW_S = 0.002
+# A run that takes more of the hub's CPU time than this share over a second (its steps
+# and its handler's work) goes back to its caller's thread, which supervises it alone
+# from then on: a CLI flooding output, or one printing a line of megabytes, would
+# otherwise hold every other run's lines behind its own. An agent streaming 50 lines a
+# second takes about 1 %. Waits do not count: a slow database slows every run alike.
+HEAVY_SHARE = 0.05
+USAGE_WINDOW_S = 1.0
 # How often a waiting caller looks up from waiting: an exception raised in its thread
 # (the threads pool's time limit, which allows 60 s for it) is delivered then. Each look
 # is a wake-up of an idle thread, which costs a run as much as a line does.
@@ -49,6 +60,9 @@ class _Supervised:
     error: BaseException | None = None
     # Set by the caller that gives up on the run; the hub lets it go at its next pass.
     abandoned: bool = False
+    handed_back: bool = False  # too heavy to share the hub: the caller serves it
+    busy_s: float = 0.0  # the hub's CPU time spent on it since busy_since
+    busy_since: float = -USAGE_WINDOW_S
 
 
 class RunHub:
@@ -74,9 +88,10 @@ class RunHub:
 
     def supervise(self, run: CliRun, on_batch: BatchHandler) -> None:
         """Serve `run` (started) until it is over, passing its batches to `on_batch`;
-        re-raises what `on_batch` or the run's step raised. If the caller is interrupted
-        meanwhile (an exception raised in its thread), the hub lets the run go first, so
-        the caller may stop it itself."""
+        re-raises what `on_batch` or the run's step raised. A run too heavy to share the
+        hub (HEAVY_SHARE) is served on in the calling thread. If the caller is
+        interrupted meanwhile (an exception raised in its thread), the hub lets the run
+        go first, so the caller may stop it itself."""
         supervised = _Supervised(run, on_batch, contextvars.copy_context(), run.fileno())
         with self._lock:
             if not self._running:
@@ -94,6 +109,10 @@ class RunHub:
             raise
         if supervised.error is not None:
             raise supervised.error
+        if supervised.handed_back:
+            log.info("cli_run_served_alone", hub_cpu_ms=round(supervised.busy_s * 1000, 1))
+            for batch in run.batches():
+                on_batch(batch)
 
     def _wake(self) -> None:
         try:
@@ -157,6 +176,7 @@ class RunHub:
         """One step of one run and its batch; False when the hub is done with it."""
         if supervised.abandoned:
             return False
+        started = time.thread_time()
         try:
             batch = supervised.run.step_now()
             if batch is None:
@@ -166,6 +186,13 @@ class RunHub:
                 return False
         except BaseException as exc:  # noqa: BLE001 - the caller re-raises it
             supervised.error = exc
+            return False
+        now = time.monotonic()
+        if now >= supervised.busy_since + USAGE_WINDOW_S:
+            supervised.busy_since, supervised.busy_s = now, 0.0
+        supervised.busy_s += time.thread_time() - started
+        if supervised.busy_s > HEAVY_SHARE * USAGE_WINDOW_S:
+            supervised.handed_back = True
             return False
         supervised.step_at = supervised.run.next_step_at()
         return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -142,20 +143,23 @@ def record_pid(task: Task, attempt: int, pid: int) -> None:
 
 
 class ConnectionHandBack:
-    """The hub's thread gives its database connection back after a batch that wrote
-    (to the pool, or closed without one): it serves every attempt of the process, and a
-    connection held while it waits would be one more than the process needs; never in
-    the middle of a transaction. Most batches only push (a preview) and hold no
-    connection: then nothing is done (close_old_connections would walk every database
-    alias: about a ninth of a slot's supervision time in a profile). The connection is
-    looked up once, in the thread of the first call."""
+    """The thread that handles an attempt's batches (the hub's, or the job's own for a
+    run too heavy to share it) gives its database connection back after a batch that
+    wrote (to the pool, or closed without one): a connection held while it waits would
+    be one more than the process needs; never in the middle of a transaction. Most
+    batches only push (a preview) and hold no connection: then nothing is done
+    (close_old_connections would walk every database alias: about a ninth of a slot's
+    supervision time in a profile). The connection is looked up again only when the
+    calling thread changes."""
 
     def __init__(self) -> None:
+        self._thread = 0
         self._database: BaseDatabaseWrapper | None = None
 
     def __call__(self) -> None:
         database = self._database
-        if database is None:
+        if database is None or self._thread != threading.get_ident():
+            self._thread = threading.get_ident()
             database = self._database = connections[DEFAULT_DB_ALIAS]
         if database.connection is not None and not database.in_atomic_block:
             database.close_if_unusable_or_obsolete()

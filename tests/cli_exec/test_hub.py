@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import ctypes
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -72,6 +73,23 @@ def test_lines_closer_than_the_window_are_served_together(command_in):
     with_text = [b for b in recorder.batches if any(e.kind is EventKind.TEXT for e in b)]
     print(f"\n100 lines 1 ms apart, a 50 ms window: {len(with_text)} batches with text")
     assert len(with_text) < 30
+
+
+def test_a_run_too_heavy_to_share_the_hub_is_served_on_in_its_callers_thread(command_in):
+    hub = RunHub()
+    CALLER.set("flooding")
+    recorder = Recorder()
+    limits = replace(FAST, max_output_bytes=20 * 1_048_576)
+    with CliRun(command_in(fake_argv("flood")), limits) as run:
+        run.start()
+        hub.supervise(run, recorder)
+    # It took more than its share of the hub's time, and its own thread took over; the
+    # output cap ended it there, every line until then handled in order.
+    assert recorder.threads == {"cli-run-hub", threading.current_thread().name}
+    assert recorder.callers == {"flooding"}
+    assert run.outcome.stop_reason is StopReason.OUTPUT_LIMIT
+    texts = recorder.texts()
+    assert len(texts) > 10_000 and set(texts) == {"y" * 1000}
 
 
 def test_the_hubs_thread_ends_with_its_last_run_and_comes_back_for_the_next(command_in):
