@@ -43,6 +43,10 @@ BATCH_WINDOW_S = 0.002
 # second takes about 1 %. Waits do not count: a slow database slows every run alike.
 HEAVY_SHARE = 0.05
 USAGE_WINDOW_S = 1.0
+# Nor may one step of it: a step that read this much at once (a pipe full of output) or
+# took this much CPU hands the run back at once, before its first second is out.
+BULK_READ_BYTES = 128 * 1024
+HEAVY_STEP_S = 0.005
 # How often a waiting caller looks up from waiting: an exception raised in its thread
 # (the threads pool's time limit, which allows 60 s for it) is delivered then. Each look
 # is a wake-up of an idle thread, which costs a run as much as a line does.
@@ -178,6 +182,7 @@ class RunHub:
         if supervised.abandoned:
             return False
         started = time.thread_time()
+        read_before = supervised.run.output_bytes
         try:
             batch = supervised.run.step_now()
             if batch is None:
@@ -191,8 +196,13 @@ class RunHub:
         now = time.monotonic()
         if now >= supervised.busy_since + USAGE_WINDOW_S:
             supervised.busy_since, supervised.busy_s = now, 0.0
-        supervised.busy_s += time.thread_time() - started
-        if supervised.busy_s > HEAVY_SHARE * USAGE_WINDOW_S:
+        spent = time.thread_time() - started
+        supervised.busy_s += spent
+        if (
+            supervised.busy_s > HEAVY_SHARE * USAGE_WINDOW_S
+            or spent > HEAVY_STEP_S
+            or supervised.run.output_bytes - read_before >= BULK_READ_BYTES
+        ):
             supervised.handed_back = True
             return False
         supervised.step_at = supervised.run.next_step_at()

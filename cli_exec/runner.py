@@ -206,6 +206,11 @@ class CliRun:
         return self._outcome is not None
 
     @property
+    def output_bytes(self) -> int:
+        """Everything read from the CLI so far, past the output cap too."""
+        return self._output_bytes
+
+    @property
     def outcome(self) -> RunOutcome:
         if self._outcome is None:
             raise RuntimeError("the run has not finished; exhaust batches() first")

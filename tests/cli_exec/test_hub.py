@@ -92,6 +92,20 @@ def test_a_run_too_heavy_to_share_the_hub_is_served_on_in_its_callers_thread(com
     assert len(texts) > 10_000 and set(texts) == {"y" * 1000}
 
 
+def test_a_run_that_fills_a_read_at_once_is_handed_back_at_that_step(command_in):
+    hub = RunHub()
+    CALLER.set("one big line")
+    recorder = Recorder()
+    with CliRun(command_in(fake_argv("big_line", str(600_000))), FAST) as run:
+        run.start()
+        hub.supervise(run, recorder)
+    # The line came in reads bigger than BULK_READ_BYTES: the hub let the run go at the
+    # first of them, and the job's thread read the rest and the lines after it.
+    assert recorder.threads == {"cli-run-hub", threading.current_thread().name}
+    assert recorder.texts() == ["y" * 600_000, "0;", "1;", "2;"]
+    assert run.outcome.result is not None
+
+
 def test_the_hubs_thread_ends_with_its_last_run_and_comes_back_for_the_next(command_in):
     hub = RunHub()
     supervise_paced(hub, command_in, "first", 3, 1)
