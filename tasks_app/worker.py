@@ -16,6 +16,7 @@ import gc
 import importlib
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -45,6 +46,17 @@ from tasks_app.thread_time_limits import ThreadJobLimits
 
 log = structlog.get_logger(__name__)
 PR_SET_PDEATHSIG = 1
+# How long a thread may hold the interpreter while another waits for it (Python's
+# default is 5 ms). A job thread serving a heavy run alone (a CLI flooding output) is
+# busy in Python, and the run hub's thread waits up to this long every time it comes
+# back from its epoll, a read or a database call: a few times per batch it serves.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+@worker_init.connect
+def switch_threads_sooner(**_: Any) -> None:
+    # In the main process before the pool is forked: pool processes inherit it.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 @worker_process_init.connect

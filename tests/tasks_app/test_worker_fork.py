@@ -63,3 +63,26 @@ def test_the_set_up_runs_when_the_worker_starts():
     assert worker.share_before_fork in receivers
     # After the TLS roots, which it must freeze with everything else.
     assert receivers.index(worker.prepare_tls) < receivers.index(worker.share_before_fork)
+
+
+def test_the_worker_hands_the_interpreter_over_sooner_and_its_pool_processes_too():
+    from celery.signals import worker_init
+
+    assert worker.switch_threads_sooner in [ref() for _, ref in worker_init.receivers]
+    default = sys.getswitchinterval()
+    try:
+        worker.switch_threads_sooner()
+        assert sys.getswitchinterval() == worker.GIL_SWITCH_INTERVAL_S < default
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # a pool process is forked from the main process the same way
+            os.write(write_end, repr(sys.getswitchinterval()).encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            inherited = float(pipe.read())
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert inherited == worker.GIL_SWITCH_INTERVAL_S
+    finally:
+        sys.setswitchinterval(default)
