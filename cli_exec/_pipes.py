@@ -40,9 +40,6 @@ class PipeSet:
         self._selector = selectors.DefaultSelector()
         self._stdin_data = memoryview(stdin_data)
         self._stdin_pos = 0
-        # Guards the wake pipe's write end, which request_stop uses from other threads.
-        self._lock = threading.Lock()
-        self._wake_w: int | None = None
         stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
         if stdin is None or stdout is None or stderr is None:
             raise RuntimeError("the CLI was started without its three pipes")
@@ -54,10 +51,8 @@ class PipeSet:
             self._watch(Channel.STDIN, stdin.fileno(), selectors.EVENT_WRITE)
         else:
             stdin.close()
-        wake_r, wake_w = os.pipe()
-        self._watch(Channel.WAKE, wake_r, selectors.EVENT_READ)
-        os.set_blocking(wake_w, False)
-        self._wake_w = wake_w
+        self._wake = WakePipe()
+        self._selector.register(self._wake.read_end, selectors.EVENT_READ, Channel.WAKE)
         pidfd = _procctl.open_pidfd(proc.pid)
         if pidfd is not None:
             self._watch(Channel.EXIT, pidfd, selectors.EVENT_READ)
@@ -104,21 +99,10 @@ class PipeSet:
 
     def wake(self) -> None:
         """Interrupt wait() from any thread."""
-        with self._lock:
-            if self._wake_w is None:
-                return
-            try:
-                os.write(self._wake_w, b"\0")
-            except BlockingIOError:
-                pass  # a wake-up is already pending
+        self._wake.wake()
 
     def drain_wake(self) -> None:
-        fd = self._open.get(Channel.WAKE)
-        if fd is not None:
-            try:
-                os.read(fd, 4096)
-            except BlockingIOError:
-                pass
+        self._wake.drain()
 
     def close(self, channel: Channel) -> None:
         fd = self._open.pop(channel, None)
@@ -136,10 +120,8 @@ class PipeSet:
             self.close(channel)
         for file in self._files.values():
             file.close()
-        with self._lock:
-            if self._wake_w is not None:
-                os.close(self._wake_w)
-                self._wake_w = None
+        self._selector.unregister(self._wake.read_end)
+        self._wake.close()
         self._selector.close()
 
     def _watch(self, channel: Channel, fd: int, events: int) -> None:
@@ -147,6 +129,49 @@ class PipeSet:
             os.set_blocking(fd, False)
         self._selector.register(fd, events, channel)
         self._open[channel] = fd
+
+
+class WakePipe:
+    """A pipe that interrupts a selector's wait: its read end is watched, and any thread
+    may `wake()` the waiter, which then `drain()`s it."""
+
+    def __init__(self) -> None:
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        self.read_end = read_end
+        # Guards the write end: other threads may still wake a waiter that is closing.
+        self._lock = threading.Lock()
+        self._write_end: int | None = write_end
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._write_end is None:
+                return  # closed: nobody waits any more
+            try:
+                os.write(self._write_end, b"\0")
+            except BlockingIOError:
+                pass  # a wake-up is already pending
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_end, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            write_end, self._write_end = self._write_end, None
+        if write_end is not None:
+            os.close(write_end)
+            os.close(self.read_end)
+
+    def close_in_forked_child(self) -> None:
+        """close() in a forked child, where the lock may have been held at the fork by a
+        thread that is not there."""
+        self._lock = threading.Lock()
+        self.close()
 
 
 def _grow_pipe(fd: int, size: int) -> None:

@@ -18,7 +18,6 @@ thread with the caller's context variables (structured-log bindings, trace spans
 from __future__ import annotations
 
 import contextvars
-import os
 import selectors
 import threading
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from cli_exec._pipes import WakePipe
 from cli_exec.events import CliEvent
 from cli_exec.runner import CliRun
 
@@ -79,17 +79,16 @@ class RunHub:
         self._lock = threading.Lock()
         self._arriving: list[_Supervised] = []
         self._running = False
-        self._wake_r, self._wake_w = _wake_pipe()
+        self._wake_pipe = WakePipe()
 
     def forget_parents_thread(self) -> None:
         """In a forked child: the parent's lock may have been held at the fork, its
         thread is not here, and its wake-up pipe is the parent's."""
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._wake_pipe.close_in_forked_child()
         self._lock = threading.Lock()
         self._arriving = []
         self._running = False
-        self._wake_r, self._wake_w = _wake_pipe()
+        self._wake_pipe = WakePipe()
 
     def supervise(self, run: CliRun, on_batch: BatchHandler) -> None:
         """Serve `run` (started) until it is over, passing its batches to `on_batch`;
@@ -104,13 +103,13 @@ class RunHub:
                 threading.Thread(target=self._serve, name="cli-run-hub", daemon=True).start()
                 self._running = True
             self._arriving.append(supervised)
-        self._wake()
+        self._wake_pipe.wake()
         try:
             while not supervised.ended.wait(CALLER_POLL_S):
                 pass
         except BaseException:
             supervised.abandoned = True
-            self._wake()
+            self._wake_pipe.wake()
             supervised.ended.wait()  # the hub holds the run no more
             raise
         if supervised.error is not None:
@@ -119,12 +118,6 @@ class RunHub:
             log.info("cli_run_served_alone", hub_cpu_ms=round(supervised.busy_s * 1000, 1))
             for batch in run.batches():
                 on_batch(batch)
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass  # a wake-up is already pending
 
     def _serve(self) -> None:
         served: set[_Supervised] = set()
@@ -143,7 +136,7 @@ class RunHub:
 
     def _serve_until_idle(self, served: set[_Supervised]) -> None:
         selector = selectors.DefaultSelector()
-        selector.register(self._wake_r, selectors.EVENT_READ)
+        selector.register(self._wake_pipe.read_end, selectors.EVENT_READ)
         last_pass = -1.0
         try:
             while True:
@@ -166,7 +159,7 @@ class RunHub:
                 last_pass = now
                 due = {key.data for key, _events in ready if key.data is not None}
                 if len(due) < len(ready):
-                    _drain(self._wake_r)
+                    self._wake_pipe.drain()
                 due.update(s for s in served if s.step_at <= now or s.abandoned)
                 for supervised in due:
                     if not self._step(supervised):
@@ -208,18 +201,3 @@ class RunHub:
             return False
         supervised.step_at = supervised.run.next_step_at()
         return True
-
-
-def _wake_pipe() -> tuple[int, int]:
-    read_end, write_end = os.pipe()
-    os.set_blocking(read_end, False)
-    os.set_blocking(write_end, False)
-    return read_end, write_end
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
