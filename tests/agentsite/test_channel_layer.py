@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 
+import channels_redis.pubsub
 import pytest
 import redis
 from django.conf import settings
@@ -92,6 +93,44 @@ def test_a_consumer_that_left_leaves_no_queue_behind():
 
     leaving_kept, staying_kept = asyncio.run(scenario())
     assert not leaving_kept and staying_kept
+
+
+def test_a_subscription_is_heard_at_once_also_after_everything_was_unsubscribed(monkeypatch):
+    """channels_redis' receive loop slept 100 ms at a time while nothing was subscribed,
+    so a process's first socket, and the first after all of its sockets had gone, heard
+    its first messages up to that much late. Here that sleep never ends: the messages
+    must come all the same."""
+    real_sleep = asyncio.sleep
+
+    async def idle_poll_never_ends(delay: float, *args, **kwargs):
+        if delay == 0.1:  # the library's poll while nothing is subscribed
+            await asyncio.Event().wait()
+        return await real_sleep(delay, *args, **kwargs)
+
+    monkeypatch.setattr(channels_redis.pubsub.asyncio, "sleep", idle_poll_never_ends)
+
+    async def scenario() -> bool:
+        bounded = layer(capacity=10)
+        first = await bounded.new_channel()
+        await bounded.group_add("task.9", first)
+        await subscribed(bounded, bounded, "task.9", first)
+        # Its socket closes: the process has nothing subscribed any more.
+        leaving = asyncio.ensure_future(bounded.receive(first))
+        await real_sleep(0.05)
+        leaving.cancel()
+        await asyncio.gather(leaving, return_exceptions=True)
+        await bounded.group_discard("task.9", first)
+        [shard] = bounded._get_layer()._shards
+        await until(lambda: not shard._pubsub.subscribed)
+        second = await bounded.new_channel()
+        await bounded.group_add("task.9", second)
+        await subscribed(bounded, bounded, "task.9", second)
+        await bounded.group_send("task.9", {"type": "task.events", "n": 1})
+        heard = (await asyncio.wait_for(bounded.receive(second), 5))["n"] == 1
+        await bounded.flush()
+        return heard
+
+    assert asyncio.run(scenario())
 
 
 def test_a_blocking_send_from_sync_code_reaches_the_group_in_order():
