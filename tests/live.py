@@ -226,6 +226,27 @@ def ws_recv_until(
             return messages
 
 
+def wait_until_dashboard_live(ws: Any, owner: Any, timeout_s: float = 30.0) -> set[int]:
+    """The dashboard socket joins its user's group after the handshake and sends nothing
+    until a change, so a change made before it joined is never sent: create tasks until
+    one's change arrives. Returns the ids of the tasks created (a late change of one may
+    still come)."""
+    from tasks_app.models import Source
+    from tasks_app.services.tasks import task_create
+
+    created: set[int] = set()
+
+    def change_seen() -> bool:
+        created.add(task_create(owner=owner, prompt="stay queued", source=Source.API).pk)
+        try:
+            return ws_recv(ws, timeout_s=1)["type"] == "status"
+        except TimeoutError:
+            return False
+
+    wait_until(change_seen, timeout_s, "the dashboard socket to get a status change")
+    return created
+
+
 def ws_recv_until_closed(ws: Any, timeout_s: float = 15.0) -> tuple[list[dict[str, Any]], int]:
     """Every message until the server closes; returns them with the close code."""
     from websockets.exceptions import ConnectionClosed

@@ -14,13 +14,10 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tasks_app.models import Source
-from tasks_app.services.tasks import task_create
 from tasks_app.services.tokens import api_token_create
 from tests.engine import sandbox_reachable_dir
 from tests.factories import make_user
@@ -30,8 +27,8 @@ from tests.live import (
     http_ok,
     procfile_argv,
     wait_until,
+    wait_until_dashboard_live,
     ws_connect,
-    ws_recv,
     ws_recv_until_closed,
 )
 from tests.ops.conftest import LoggedProcess, running, unique_name
@@ -78,20 +75,6 @@ def _web(scratch: Path) -> Iterator[tuple[str, LoggedProcess, Path, Path]]:
         yield url, live, started, release
 
 
-def wait_until_subscribed(ws: Any, owner: Any) -> None:
-    """The dashboard socket joins its group after the handshake and sends nothing until a
-    change: make changes until one arrives, then the consumer is fully up."""
-
-    def change_seen() -> bool:
-        task_create(owner=owner, prompt="stay queued", source=Source.API)
-        try:
-            return ws_recv(ws, timeout_s=1)["type"] == "status"
-        except TimeoutError:
-            return False
-
-    wait_until(change_seen, 30, "the dashboard socket to get a status change")
-
-
 def refuses_connections(url: str) -> bool:
     host, port = url.removeprefix("http://").split(":")
     try:
@@ -135,7 +118,7 @@ def test_open_websocket_is_closed_with_1012_and_the_server_exits_in_time(web):
     owner = make_user(unique_name("ws-owner"))
     _, key = api_token_create(user=owner, name="shutdown")
     with ws_connect(url, "/ws/dashboard/", token=key) as ws:
-        wait_until_subscribed(ws, owner)
+        wait_until_dashboard_live(ws, owner)
         sigterm_at = time.monotonic()
         os.kill(live.pid, signal.SIGTERM)
         _, close_code = ws_recv_until_closed(ws, timeout_s=GRACEFUL_TIMEOUT_S)

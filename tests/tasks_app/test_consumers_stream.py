@@ -20,6 +20,7 @@ from tests.factories import make_task, make_user
 from tests.live import (
     asgi_server,
     child_env,
+    wait_until_dashboard_live,
     ws_close_code,
     ws_connect,
     ws_recv,
@@ -184,27 +185,20 @@ def test_dashboard_gets_status_changes_of_own_tasks_only(web):
     alice_task = make_task(alice)
     bob_task = make_task(bob)
     with ws_connect(web, "/ws/dashboard/", token=token_for(alice)) as ws:
-        # The dashboard sends nothing until a change; a marker change proves it is live.
-        marker = make_task(alice)
-        wait_for_dashboard(ws, marker)
+        markers = wait_until_dashboard_live(ws, alice)
         claim_task(bob_task, worker="w")
         claim_task(alice_task, worker="w")
         finish(bob_task)
         finish(alice_task)
         got = ws_recv_until(ws, lambda m: m["status"] == "succeeded")
 
+    got = [m for m in got if m["task"]["id"] not in markers]
     assert [(m["task"]["id"], m["status"]) for m in got] == [
         (alice_task.pk, "running"),
         (alice_task.pk, "succeeded"),
     ]
     assert all(m["type"] == "status" for m in got)
     assert got[-1]["task"]["prompt"] == alice_task.prompt
-
-
-def wait_for_dashboard(ws, task: Task) -> None:
-    """Move `task` until its change is seen: the socket is then subscribed."""
-    claim_task(task, worker="w")
-    ws_recv_until(ws, lambda m: m["task"]["id"] == task.pk and m["status"] == "running")
 
 
 def test_two_hundred_clients_on_one_task_each_get_every_event(web):
