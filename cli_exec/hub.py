@@ -94,9 +94,8 @@ class RunHub:
         """Serve `run` (started) until it is over, passing its batches to `on_batch`;
         re-raises what `on_batch` or the run's step raised. A run too heavy to share the
         hub (HEAVY_SHARE, HEAVY_STEP_S, BULK_READ_BYTES) is served on in the calling
-        thread. If the caller is
-        interrupted meanwhile (an exception raised in its thread), the hub lets the run
-        go first, so the caller may stop it itself."""
+        thread. If the caller is interrupted meanwhile (an exception raised in its
+        thread), the hub lets the run go first, so the caller may stop it itself."""
         supervised = _Supervised(run, on_batch, contextvars.copy_context(), run.fileno())
         with self._lock:
             if not self._running:
