@@ -108,7 +108,6 @@ def record_delivery(*, delivery_id: str, event: str, payload: dict[str, Any]) ->
     WEBHOOK_DELIVERIES.labels(outcome.value).inc()
     if outcome == DeliveryOutcome.ACCEPTED:
         dispatch.publish_delivery_processing_on_commit(delivery.pk)
-    if outcome == DeliveryOutcome.ACCEPTED:
         return DeliveryAnswer(202, {"outcome": "accepted", "delivery": delivery_id})
     return DeliveryAnswer(200, {"outcome": "ignored", "reason": reason, "delivery": delivery_id})
 
