@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import socket
 import sys
 import threading
@@ -27,6 +26,7 @@ from agentsite.channel_layer import (
     Publisher,
 )
 from tests.channel_layers import subscribed
+from tests.concurrency import in_forked_child
 from tests.fakes.tcp_proxy import ProxyMode, TcpProxy
 from tests.live import wait_until
 from tests.tasks_app.engine.outages import redis_address
@@ -219,24 +219,16 @@ def test_a_forked_child_publishes_on_a_connection_of_its_own():
     sender = BoundedPubSubChannelLayer(hosts=[settings.REDIS_URL], prefix=prefix)
     sender.group_send_blocking("task.7", {"type": "task.events", "n": 0})
     parent_connection = sender._publishers()[0]._connection
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report whether it got a connection of its own, then go
-        try:
-            sender.group_send_blocking("task.7", {"type": "task.events", "n": 1})
-            own = sender._publishers()[0]._connection is not parent_connection
-            del parent_connection  # what a pool process does with it: drop it
-            gc.collect()
-            os.write(write_end, b"own" if own else b"shared")
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    try:
-        answer = os.read(read_end, 16)
-    finally:
-        os.close(read_end)
-        os.waitpid(pid, 0)
-    assert answer == b"own"
+
+    def whose_connection() -> bytes:
+        nonlocal parent_connection
+        sender.group_send_blocking("task.7", {"type": "task.events", "n": 1})
+        own = sender._publishers()[0]._connection is not parent_connection
+        del parent_connection  # what a pool process does with it: drop it
+        gc.collect()
+        return b"own" if own else b"shared"
+
+    assert in_forked_child(whose_connection) == b"own"
     # The parent's connection is untouched and still answers.
     for n in range(2 * MAX_UNREAD_REPLIES):
         sender.group_send_blocking("task.7", {"type": "task.events", "n": n})

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from channels.layers import get_channel_layer
 
 from tasks_app.services import broadcast
 from tests.channel_layers import subscribed
+from tests.concurrency import in_forked_child
 
 RECEIVE_TIMEOUT_S = 15.0
 
@@ -40,11 +40,11 @@ def test_pushes_from_sync_code_arrive_in_order_on_one_loop():
 
 
 def push_from_a_forked_child() -> None:
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child only pushes and leaves
+    def push() -> bytes:
         broadcast._group_send("test.push.fork", {"type": "task.events", "from": "child"})
-        os._exit(0)
-    os.waitpid(pid, 0)
+        return b""
+
+    in_forked_child(push)
 
 
 def test_a_push_from_a_forked_pool_process_arrives():

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tasks_app import worker
+from tests.concurrency import in_forked_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,16 +74,8 @@ def test_the_worker_hands_the_interpreter_over_sooner_and_its_pool_processes_too
     try:
         worker.switch_threads_sooner()
         assert sys.getswitchinterval() == worker.GIL_SWITCH_INTERVAL_S < default
-        read_end, write_end = os.pipe()
-        child = os.fork()
-        if child == 0:  # a pool process is forked from the main process the same way
-            os.write(write_end, repr(sys.getswitchinterval()).encode())
-            os._exit(0)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            inherited = float(pipe.read())
-        _, status = os.waitpid(child, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert inherited == worker.GIL_SWITCH_INTERVAL_S
+        # A pool process is forked from the main process the same way.
+        inherited = in_forked_child(lambda: repr(sys.getswitchinterval()).encode())
+        assert float(inherited) == worker.GIL_SWITCH_INTERVAL_S
     finally:
         sys.setswitchinterval(default)
